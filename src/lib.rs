@@ -1,0 +1,21 @@
+//! A Nix binary cache front for Cloudflare Workers, backed by a private DigitalOcean Spaces bucket.
+//!
+//! Module map. Everything but `edge` is pure (no clock, no network, no randomness): it builds
+//! and tests natively, and `provision` reuses it.
+//!
+//! - [`sigv4`]: AWS Signature Version 4, with the S3 rules (no path normalisation).
+//! - [`nix`]: the cache's URL space as one [`nix::Route`] type, Nix base32 hashes, and the
+//!   `nix-cache-info` text.
+//! - [`policy`]: what the edge stores, for how long, and which status an origin answer becomes.
+//! - [`config`]: the Worker's bindings, parsed and checked once per request.
+//! - [`landing`]: the page at `/` for people.
+//! - `edge` (wasm32 only): the Workers glue: signed fetch to Spaces, Cache API, responses.
+
+pub mod config;
+pub mod landing;
+pub mod nix;
+pub mod policy;
+pub mod sigv4;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
