@@ -1,1 +1,119 @@
-mod placeholder {}
+//! The Workers glue (wasm32 only): turns a request into a [`Route`], answers what the Worker
+//! knows itself, and fetches everything else from Spaces through the edge cache.
+//!
+//! What this layer owns: reading bindings, the Cache API, the signed subrequest and building
+//! responses. What it must not do: decide policy (that is [`crate::policy`]), parse paths
+//! (that is [`crate::nix`]) or sign anything itself (that is [`crate::sigv4`]).
+//!
+//! One request, start to finish:
+//!
+//! 1. method: GET and HEAD only, anything else is 405 with `Allow`;
+//! 2. route: [`Route::parse`] on the path; a refused path is a 4xx without any subrequest;
+//! 3. bindings: [`Config::from_lookup`]; a missing one is a 500 naming it;
+//! 4. `/` and `/nix-cache-info` are answered from the bindings;
+//! 5. every other route: the edge cache first (`x-cache: HIT`), else a SigV4-signed fetch to
+//!    `SPACES_ENDPOINT/SPACES_BUCKET/key` (`x-cache: MISS`), stored when the policy says so.
+
+mod error;
+mod origin;
+mod cache;
+
+use worker::{event, Context, Env, Headers, Method, Request, Response};
+
+use crate::config::Config;
+use crate::nix::Route;
+use crate::{landing, policy};
+
+pub(crate) use error::EdgeError;
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    match serve(req, &env, &ctx).await {
+        Ok(response) => Ok(response),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The request as the rest of the glue needs it, read once.
+pub(crate) struct Incoming {
+    pub route: Route,
+    pub head: bool,
+    pub range: Option<String>,
+    /// `scheme://host[:port]` of the Worker, as the client addressed it.
+    pub origin: String,
+    pub host: String,
+    pub scheme: String,
+}
+
+impl Incoming {
+    /// The edge cache key: the Worker's own URL for the route, without any query.
+    pub fn cache_key(&self) -> String {
+        format!("{}{}", self.origin, self.route.path())
+    }
+}
+
+async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response, EdgeError> {
+    let head = match req.method() {
+        Method::Get => false,
+        Method::Head => true,
+        _ => return Err(EdgeError::Method),
+    };
+    let url = req.url()?;
+    let route = Route::parse(url.path()).map_err(EdgeError::Route)?;
+    let config = Config::from_lookup(|name| binding(env, name)).map_err(EdgeError::Config)?;
+
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => String::new(),
+    };
+    let scheme = url.scheme().to_string();
+    let incoming = Incoming {
+        route,
+        head,
+        range: req.headers().get("range")?,
+        origin: format!("{scheme}://{host}"),
+        host,
+        scheme,
+    };
+
+    match &incoming.route {
+        Route::Landing => {
+            let page = landing::render(
+                &incoming.host,
+                &incoming.scheme,
+                &config.cache_info,
+                &config.public_keys,
+            );
+            local(&incoming, &config, page)
+        }
+        Route::CacheInfo => local(&incoming, &config, config.cache_info.render()),
+        _ => cache::serve_object(&incoming, &config, ctx).await,
+    }
+}
+
+/// A binding's value, var or secret alike; an empty string counts as missing.
+fn binding(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A response the Worker makes itself (landing page, nix-cache-info).
+fn local(incoming: &Incoming, config: &Config, body: String) -> Result<Response, EdgeError> {
+    let kind = incoming.route.kind();
+    let headers = Headers::new();
+    headers.set("content-type", incoming.route.content_type())?;
+    headers.set("content-length", &body.len().to_string())?;
+    headers.set(
+        "cache-control",
+        &policy::cache_control(kind, 200, &config.ttls),
+    )?;
+    let builder = Response::builder().with_status(200).with_headers(headers);
+    Ok(if incoming.head {
+        builder.empty()
+    } else {
+        builder.fixed(body.into_bytes())
+    })
+}

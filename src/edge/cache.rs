@@ -1,0 +1,145 @@
+//! Object routes: the edge cache first, then the origin, storing what the policy allows.
+//!
+//! Hits come from `caches.default` keyed by the Worker's URL for the route without its query;
+//! the Cache API itself answers Range and HEAD from a stored full object. Misses stream the
+//! origin's body straight to the client; a storable one is teed into the cache in the
+//! background (`waitUntil`), so the client never waits for the store.
+
+use worker::{Cache, Context, Headers, Method, Request, RequestInit, Response, ResponseBody};
+
+use crate::config::Config;
+use crate::policy;
+
+use super::origin::{self, OriginAnswer};
+use super::{EdgeError, Incoming};
+
+pub(crate) async fn serve_object(
+    incoming: &Incoming,
+    config: &Config,
+    ctx: &Context,
+) -> Result<Response, EdgeError> {
+    let key = incoming
+        .route
+        .object_key()
+        .ok_or_else(|| EdgeError::Internal("object route without a key".into()))?;
+    let cache = Cache::default();
+    let cache_key = incoming.cache_key();
+
+    if let Some(hit) = cache
+        .get(&lookup(&cache_key, incoming.range.as_deref())?, false)
+        .await?
+    {
+        return relay_hit(hit, incoming);
+    }
+
+    // A HEAD is answered from a GET whose body is dropped: S3 explains a refusal only in a body.
+    let range = if incoming.head {
+        None
+    } else {
+        incoming.range.as_deref()
+    };
+    match origin::get(config, &key, range).await? {
+        OriginAnswer::Missing => {
+            let kind = incoming.route.kind();
+            if policy::storable(kind, 404, Some(0), config.max_object_bytes) {
+                let entry = missing(incoming, config, false)?;
+                ctx.wait_until(async move {
+                    let _ = Cache::default().put(cache_key.as_str(), entry).await;
+                });
+            }
+            missing(incoming, config, incoming.head)
+        }
+        OriginAnswer::Pass(found) => {
+            let status = found.status_code();
+            let headers = Headers::new();
+            for (name, value) in found.headers().entries() {
+                if policy::pass_response_header(&name) {
+                    headers.set(&name, &value)?;
+                }
+            }
+            let kind = incoming.route.kind();
+            if matches!(status, 200 | 206) {
+                headers.set("content-type", incoming.route.content_type())?;
+            }
+            headers.set(
+                "cache-control",
+                &policy::cache_control(kind, status, &config.ttls),
+            )?;
+            headers.set("x-cache", "MISS")?;
+            let length = headers
+                .get("content-length")?
+                .and_then(|v| v.parse::<u64>().ok());
+            let (_, body) = found.into_parts();
+            let builder = Response::builder().with_status(status).with_headers(headers);
+            if incoming.head {
+                cancel(body);
+                return Ok(builder.empty());
+            }
+            let mut response = builder.body(body);
+            if range.is_none() && policy::storable(kind, status, length, config.max_object_bytes) {
+                let copy = response.cloned()?;
+                ctx.wait_until(async move {
+                    let _ = cache.put(cache_key.as_str(), copy).await;
+                });
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// The request the cache is asked with: GET, plus the client's Range if it sent one.
+fn lookup(cache_key: &str, range: Option<&str>) -> Result<Request, EdgeError> {
+    let headers = Headers::new();
+    if let Some(range) = range {
+        headers.set("range", range)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    Ok(Request::new_with_init(cache_key, &init)?)
+}
+
+/// A stored answer, relayed with `x-cache: HIT`; no body for HEAD.
+fn relay_hit(hit: Response, incoming: &Incoming) -> Result<Response, EdgeError> {
+    let status = hit.status_code();
+    let headers = Headers::new();
+    for (name, value) in hit.headers().entries() {
+        if policy::pass_response_header(&name) || name == "cache-control" {
+            headers.set(&name, &value)?;
+        }
+    }
+    headers.set("x-cache", "HIT")?;
+    let (_, body) = hit.into_parts();
+    let builder = Response::builder().with_status(status).with_headers(headers);
+    Ok(if incoming.head {
+        cancel(body);
+        builder.empty()
+    } else {
+        builder.body(body)
+    })
+}
+
+/// The 404 for an object Spaces does not have, remembered briefly at the edge.
+fn missing(incoming: &Incoming, config: &Config, head: bool) -> Result<Response, EdgeError> {
+    let body = "not in this cache\n";
+    let headers = Headers::new();
+    headers.set("content-type", "text/plain; charset=utf-8")?;
+    headers.set("content-length", &body.len().to_string())?;
+    headers.set(
+        "cache-control",
+        &policy::cache_control(incoming.route.kind(), 404, &config.ttls),
+    )?;
+    headers.set("x-cache", "MISS")?;
+    let builder = Response::builder().with_status(404).with_headers(headers);
+    Ok(if head {
+        builder.empty()
+    } else {
+        builder.fixed(body.as_bytes().to_vec())
+    })
+}
+
+/// Let go of a body nobody will read, so the subrequest stops.
+fn cancel(body: ResponseBody) {
+    if let ResponseBody::Stream(stream) = body {
+        let _ = stream.cancel();
+    }
+}

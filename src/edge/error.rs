@@ -1,0 +1,73 @@
+//! The Worker's one error type, and the one place that turns it into a response.
+//!
+//! Client mistakes are 4xx, a misconfigured Worker is 500, a failing origin is 502. The body is
+//! a short plain-text reason that is safe to show; details go to the log, never a secret.
+
+use worker::{console_error, Headers, Response};
+
+use crate::config::ConfigError;
+use crate::nix::RouteError;
+use crate::policy::{FailReason, ALLOW};
+
+#[derive(Debug)]
+pub(crate) enum EdgeError {
+    /// The method is not GET or HEAD.
+    Method,
+    /// The path is not part of a Nix binary cache.
+    Route(RouteError),
+    /// A binding is missing or invalid.
+    Config(ConfigError),
+    /// Spaces failed, or refused the Worker's credentials.
+    Origin(FailReason),
+    /// The runtime failed us (a Cache API or Headers call); the detail is logged only.
+    Internal(String),
+}
+
+impl From<worker::Error> for EdgeError {
+    fn from(err: worker::Error) -> Self {
+        EdgeError::Internal(err.to_string())
+    }
+}
+
+impl EdgeError {
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            EdgeError::Method => 405,
+            EdgeError::Route(e) => e.status(),
+            EdgeError::Config(_) | EdgeError::Internal(_) => 500,
+            EdgeError::Origin(_) => 502,
+        }
+    }
+
+    /// The body: short, plain, and safe to show to anyone.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            EdgeError::Method => format!("method not allowed: this cache answers {ALLOW}"),
+            EdgeError::Route(e) => e.message().to_string(),
+            EdgeError::Config(e) => format!("Worker misconfigured: {e}"),
+            EdgeError::Origin(reason) => reason.message(),
+            EdgeError::Internal(_) => "internal error".to_string(),
+        }
+    }
+
+    pub(crate) fn into_response(self) -> worker::Result<Response> {
+        let status = self.status();
+        let message = self.message();
+        match &self {
+            EdgeError::Internal(detail) => console_error!("internal error: {detail}"),
+            EdgeError::Config(_) | EdgeError::Origin(_) => console_error!("{status}: {message}"),
+            EdgeError::Method | EdgeError::Route(_) => {}
+        }
+        let body = format!("{message}\n");
+        let headers = Headers::new();
+        headers.set("content-type", "text/plain; charset=utf-8")?;
+        headers.set("cache-control", "no-store")?;
+        if matches!(self, EdgeError::Method) {
+            headers.set("allow", ALLOW)?;
+        }
+        Ok(Response::builder()
+            .with_status(status)
+            .with_headers(headers)
+            .fixed(body.into_bytes()))
+    }
+}
