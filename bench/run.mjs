@@ -1,0 +1,632 @@
+// The benchmark driver: starts s3s-fs and the Workers under workerd (Miniflare), drives them
+// with wrk and curl on 127.0.0.1, and prints every figure. scripts/bench.sh is the way in: it
+// builds the Rust Worker's bundle with `wrangler deploy --dry-run` and passes it here.
+//
+// Workers measured, one Miniflare (so one workerd) each, one after the other:
+//   rust  the deployable bundle of the Rust Worker (BENCH_RUST_DIR: index.js + *.wasm)
+//   js    bench/js-worker/index.mjs bundled with aws4fetch by esbuild
+//
+// Figures:
+//   rps   wrk on /nix-cache-info, a cached narinfo, and a fresh random narinfo per request
+//         (edge miss, SigV4-signed GET to s3s-fs, 404, negative entry stored)
+//   nar   MB/s for NARs of each size in BENCH_NAR_MIB, straight from s3s-fs (curl
+//         --aws-sigv4), through each Worker cold (edge miss) and cached (edge hit), and the
+//         peak resident memory (VmHWM) of the workerd process(es) serving that Worker
+//
+// Settings (environment): BENCH_DURATION (s, 10), BENCH_WARMUP (s, 2), BENCH_THREADS (2),
+// BENCH_CONNECTIONS (32), BENCH_ROUNDS (1; the median of the rounds is reported),
+// BENCH_NAR_MIB ("64,256"), BENCH_WORKERS ("rust,js"), BENCH_JSON (write results there),
+// BENCH_NODE_MODULES (where miniflare, esbuild and aws4fetch are; default ./node_modules),
+// S3S_FS (the s3s-fs binary), WRK (the wrk binary).
+//
+// Every child process is started here and killed here by its pid, on success, failure or
+// signal. The access key and secret are random per run and are never printed.
+
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createRequire } from "node:module";
+import { gzipSync } from "node:zlib";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "..");
+
+const settings = {
+  duration: intEnv("BENCH_DURATION", 10),
+  warmup: intEnv("BENCH_WARMUP", 2),
+  threads: intEnv("BENCH_THREADS", 2),
+  connections: intEnv("BENCH_CONNECTIONS", 32),
+  rounds: intEnv("BENCH_ROUNDS", 1),
+  narMiB: (process.env.BENCH_NAR_MIB ?? "64,256").split(",").filter(Boolean).map(Number),
+  workers: (process.env.BENCH_WORKERS ?? "rust,js").split(",").filter(Boolean),
+  rustDir: process.env.BENCH_RUST_DIR ?? "",
+  nodeModules: process.env.BENCH_NODE_MODULES ?? path.join(root, "node_modules"),
+  s3sFs: process.env.S3S_FS ?? path.join(os.homedir(), ".cargo/bin/s3s-fs"),
+  wrk: process.env.WRK ?? "/usr/bin/wrk",
+  json: process.env.BENCH_JSON ?? "",
+};
+
+const BUCKET = "nix-cache-bench";
+const REGION = "bench-1";
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz";
+
+function intEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
+  return n;
+}
+
+function log(line) {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: everything started is tracked and killed by pid.
+
+const children = new Set();
+const miniflares = new Set();
+let scratch = "";
+
+function start(cmd, args, logFile, env = process.env) {
+  const out = fs.openSync(logFile, "a", 0o600);
+  const child = spawn(cmd, args, { stdio: ["ignore", out, out], env });
+  fs.closeSync(out);
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  return child;
+}
+
+function stop(child) {
+  if (child.exitCode === null && child.signalCode === null) {
+    try {
+      process.kill(child.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+  children.delete(child);
+}
+
+async function cleanup() {
+  for (const mf of miniflares) {
+    try {
+      await mf.dispose();
+    } catch {
+      // the runtime is being torn down anyway
+    }
+  }
+  miniflares.clear();
+  for (const child of [...children]) stop(child);
+  if (scratch && !process.env.BENCH_KEEP) fs.rmSync(scratch, { recursive: true, force: true });
+}
+
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(signal, () => {
+    log(`${signal}: stopping`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port, child, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`process ${child.pid} exited with ${child.exitCode}`);
+    const open = await new Promise((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.on("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (open) return;
+    await sleep(50);
+  }
+  throw new Error(`nothing listened on 127.0.0.1:${port} within ${seconds} s`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs a command to completion (bounded), returning stdout; stdin may carry a config. */
+function run(cmd, args, { input, seconds }) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    children.add(child);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => stop(child), seconds * 1000);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      children.delete(child);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${path.basename(cmd)} failed (${code ?? signal}): ${stderr.trim().slice(0, 500)}`));
+    });
+    child.stdin.end(input ?? "");
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The origin: s3s-fs over a folder holding the bucket.
+
+function nixHash(length) {
+  const bytes = randomBytes(length);
+  return Array.from(bytes, (b) => NIX_BASE32[b % 32]).join("");
+}
+
+function writeRandomFile(file, mib) {
+  const fd = fs.openSync(file, "w");
+  const chunk = Buffer.alloc(1 << 20);
+  for (let i = 0; i < mib; i++) {
+    // A fresh MiB each time, so nothing on the way can compress or deduplicate it.
+    fs.writeSync(fd, randomBytes(chunk.length));
+  }
+  fs.closeSync(fd);
+}
+
+function seedBucket(dir) {
+  const bucket = path.join(dir, BUCKET);
+  fs.mkdirSync(path.join(bucket, "nar"), { recursive: true });
+  const narinfoHash = nixHash(32);
+  const nars = settings.narMiB.map((mib) => {
+    const fileHash = nixHash(52);
+    const key = `nar/${fileHash}.nar`;
+    writeRandomFile(path.join(bucket, key), mib);
+    return { mib, key, bytes: mib * 1024 * 1024 };
+  });
+  const narinfo = [
+    `StorePath: /nix/store/${narinfoHash}-bench-0.1`,
+    `URL: ${nars[0]?.key ?? `nar/${nixHash(52)}.nar`}`,
+    "Compression: none",
+    `FileHash: sha256:${nixHash(52)}`,
+    `FileSize: ${nars[0]?.bytes ?? 0}`,
+    `NarHash: sha256:${nixHash(52)}`,
+    `NarSize: ${nars[0]?.bytes ?? 0}`,
+    "References: ",
+    "",
+  ].join("\n");
+  fs.writeFileSync(path.join(bucket, `${narinfoHash}.narinfo`), narinfo);
+  return { narinfo: `/${narinfoHash}.narinfo`, nars };
+}
+
+async function startOrigin(creds) {
+  const dir = path.join(scratch, "s3");
+  fs.mkdirSync(dir);
+  const seeded = seedBucket(dir);
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = start(
+      settings.s3sFs,
+      ["--host", "127.0.0.1", "--port", String(port), "--access-key", creds.accessKeyId, "--secret-key", creds.secretAccessKey, dir],
+      path.join(scratch, "s3s-fs.log"),
+      { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
+    );
+    try {
+      await waitForPort(port, child, 20);
+      return { port, child, endpoint: `http://127.0.0.1:${port}`, ...seeded };
+    } catch (err) {
+      stop(child);
+      if (attempt >= 2) throw err;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Workers under workerd.
+
+const nodeRequire = createRequire(path.join(settings.nodeModules, "..", "package.json"));
+
+function compatibilityDate() {
+  const toml = fs.readFileSync(path.join(root, "wrangler.toml"), "utf8");
+  return /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)?.[1] ?? "2025-09-01";
+}
+
+async function bundleJsWorker() {
+  const esbuild = nodeRequire("esbuild");
+  const outfile = path.join(scratch, "js-worker", "index.mjs");
+  await esbuild.build({
+    entryPoints: [path.join(here, "js-worker", "index.mjs")],
+    outfile,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    conditions: ["worker", "browser"],
+    mainFields: ["module", "main"],
+    nodePaths: [settings.nodeModules],
+    minify: true,
+    logLevel: "warning",
+  });
+  return outfile;
+}
+
+function workerSources(name, jsBundle) {
+  if (name === "js") {
+    return { scriptPath: jsBundle, modules: true, modulesRoot: path.dirname(jsBundle) };
+  }
+  if (name === "rust") {
+    if (!settings.rustDir) throw new Error("BENCH_RUST_DIR is not set (the wrangler --dry-run output)");
+    const main = ["index.js", "shim.mjs", "index.mjs"].map((f) => path.join(settings.rustDir, f)).find((f) => fs.existsSync(f));
+    if (!main) throw new Error(`no index.js in ${settings.rustDir}`);
+    return {
+      scriptPath: main,
+      modules: true,
+      modulesRoot: settings.rustDir,
+      modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    };
+  }
+  throw new Error(`unknown worker ${name}`);
+}
+
+function childPids(parent) {
+  const pids = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[1]) === parent) pids.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+function workerdPids() {
+  return childPids(process.pid).filter((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "workerd";
+    } catch {
+      return false;
+    }
+  });
+}
+
+function statusKiB(pid, field) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
+  return m ? Number(m[1]) : 0;
+}
+
+async function startWorker(name, jsBundle, origin, creds) {
+  const { Miniflare, Log, LogLevel } = nodeRequire("miniflare");
+  const before = new Set(workerdPids());
+  const logFile = path.join(scratch, `workerd-${name}.log`);
+  const logStream = fs.createWriteStream(logFile, { flags: "a", mode: 0o600 });
+  const cacheDir = fs.mkdtempSync(path.join(scratch, `cache-${name}-`));
+  const mf = new Miniflare({
+    ...workerSources(name, jsBundle),
+    name: `nix-cache-${name}`,
+    compatibilityDate: compatibilityDate(),
+    host: "127.0.0.1",
+    port: 0,
+    // The placeholder Request.cf object: Miniflare would otherwise fetch a real one online.
+    cf: false,
+    cachePersist: cacheDir,
+    log: new Log(LogLevel.WARN),
+    handleRuntimeStdio(stdout, stderr) {
+      stdout.pipe(logStream, { end: false });
+      stderr.pipe(logStream, { end: false });
+    },
+    bindings: {
+      SPACES_ENDPOINT: origin.endpoint,
+      SPACES_BUCKET: BUCKET,
+      SPACES_REGION: REGION,
+      SPACES_ACCESS_KEY_ID: creds.accessKeyId,
+      SPACES_SECRET_ACCESS_KEY: creds.secretAccessKey,
+      STORE_DIR: "/nix/store",
+      WANT_MASS_QUERY: "1",
+      PRIORITY: "40",
+    },
+  });
+  miniflares.add(mf);
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  const pids = workerdPids().filter((pid) => !before.has(pid));
+  if (pids.length === 0) throw new Error(`no workerd process found for the ${name} Worker`);
+  return {
+    name,
+    url,
+    pids,
+    cacheDir,
+    hwmKiB: () => pids.reduce((sum, pid) => sum + statusKiB(pid, "VmHWM"), 0),
+    rssKiB: () => pids.reduce((sum, pid) => sum + statusKiB(pid, "VmRSS"), 0),
+    async stop() {
+      miniflares.delete(mf);
+      await mf.dispose();
+      logStream.end();
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks before measuring: each path answers what the figure claims it measures.
+
+async function probe(url, init = {}) {
+  const res = await fetch(url, init);
+  const body = init.method === "HEAD" ? "" : await res.text();
+  return { status: res.status, xcache: res.headers.get("x-cache"), body };
+}
+
+function expect(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+}
+
+async function waitForHit(url, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    const res = await fetch(url, { method: "HEAD" });
+    if (res.headers.get("x-cache") === "HIT") return true;
+    await sleep(100);
+  }
+  return false;
+}
+
+async function checkWorker(worker, origin) {
+  const info = await probe(`${worker.url}/nix-cache-info`);
+  expect(info.status === 200 && info.body.includes("StoreDir: /nix/store"), `${worker.name}: /nix-cache-info is 200 (${info.status})`);
+
+  const first = await probe(`${worker.url}${origin.narinfo}`);
+  expect(first.status === 200 && first.body.startsWith("StorePath:"), `${worker.name}: seeded narinfo is 200 (${first.status} ${first.body.slice(0, 80)})`);
+  expect(await waitForHit(`${worker.url}${origin.narinfo}`, 10), `${worker.name}: seeded narinfo becomes an edge hit`);
+  const cached = await probe(`${worker.url}${origin.narinfo}`);
+  expect(cached.status === 200 && cached.xcache === "HIT" && cached.body === first.body, `${worker.name}: cached narinfo is a 200 HIT`);
+
+  const random = `${worker.url}/${nixHash(32)}.narinfo`;
+  const miss = await probe(random);
+  expect(miss.status === 404 && miss.xcache === "MISS", `${worker.name}: a random narinfo is a 404 MISS (${miss.status} ${miss.xcache} ${miss.body.trim()})`);
+  expect(await waitForHit(random, 10), `${worker.name}: the miss is remembered (negative entry)`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests per second.
+
+async function wrk(url, script, seconds) {
+  const args = [
+    `-t${settings.threads}`,
+    `-c${settings.connections}`,
+    `-d${seconds}s`,
+    "--latency",
+    "-s",
+    path.join(here, "wrk", script),
+    url,
+  ];
+  const out = await run(settings.wrk, args, { seconds: seconds + 30 });
+  const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
+  if (!line) throw new Error(`wrk printed no summary:\n${out}`);
+  return JSON.parse(line.slice("WRK_JSON ".length));
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+
+async function requestsPerSecond(workers, origin) {
+  const targets = [
+    { id: "nix-cache-info", label: "/nix-cache-info", path: "/nix-cache-info", script: "report.lua", expectStatusErrors: false },
+    { id: "narinfo-cached", label: "cached narinfo (edge hit)", path: origin.narinfo, script: "report.lua", expectStatusErrors: false },
+    { id: "narinfo-uncached", label: "uncached narinfo (sign + origin 404)", path: "/", script: "random-narinfo.lua", expectStatusErrors: true },
+  ];
+  const results = [];
+  for (const target of targets) {
+    const row = { ...target, workers: {} };
+    for (let round = 0; round < settings.rounds; round++) {
+      // Alternate who goes first, so drift over time does not favour one Worker.
+      const order = round % 2 === 0 ? workers : [...workers].reverse();
+      for (const worker of order) {
+        const url = `${worker.url}${target.path}`;
+        if (settings.warmup > 0) await wrk(url, target.script, settings.warmup);
+        const r = await wrk(url, target.script, settings.duration);
+        const bad = r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout;
+        const statusOk = target.expectStatusErrors ? r.errors.status === r.requests : r.errors.status === 0;
+        if (bad > 0 || !statusOk) {
+          log(`${worker.name} ${target.id}: socket errors ${bad}, non-2xx/3xx ${r.errors.status} of ${r.requests}`);
+        }
+        (row.workers[worker.name] ??= []).push(r);
+        log(`${target.id} ${worker.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s, p99 ${(r.latency_us.p99 / 1000).toFixed(2)} ms`);
+      }
+    }
+    for (const name of Object.keys(row.workers)) {
+      const runs = row.workers[name];
+      row.workers[name] = {
+        rps: median(runs.map((r) => r.rps)),
+        p50_ms: median(runs.map((r) => r.latency_us.p50)) / 1000,
+        p99_ms: median(runs.map((r) => r.latency_us.p99)) / 1000,
+        requests: runs.reduce((s, r) => s + r.requests, 0),
+        socket_errors: runs.reduce((s, r) => s + r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout, 0),
+        non_2xx: runs.reduce((s, r) => s + r.errors.status, 0),
+        runs,
+      };
+    }
+    results.push(row);
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------
+// NAR streaming.
+
+async function curlSpeed(url, { signed, creds, expectXCache } = {}) {
+  const args = ["-sS", "-o", "/dev/null", "-D", "-", "-w", "\nCURL %{http_code} %{size_download} %{time_total} %{speed_download}\n"];
+  let input;
+  if (signed) {
+    // The key pair goes to curl on stdin, never on its command line.
+    input = `user = "${creds.accessKeyId}:${creds.secretAccessKey}"\n`;
+    args.push("-K", "-", "--aws-sigv4", `aws:amz:${REGION}:s3`, "-H", `x-amz-content-sha256: ${EMPTY_SHA256}`);
+  }
+  args.push(url);
+  const out = await run("curl", args, { input, seconds: 600 });
+  const m = /\nCURL (\d+) (\d+) ([\d.]+) ([\d.]+)/.exec(out);
+  if (!m) throw new Error(`curl printed no summary for ${url}`);
+  const xcache = /^x-cache:\s*(\S+)/im.exec(out)?.[1] ?? null;
+  const result = { status: Number(m[1]), bytes: Number(m[2]), seconds: Number(m[3]), mbps: Number(m[2]) / Number(m[3]) / 1e6, xcache };
+  if (expectXCache) expect(xcache === expectXCache, `${url} answered x-cache ${xcache}, expected ${expectXCache}`);
+  return result;
+}
+
+async function narStreaming(origin, creds, jsBundle) {
+  const rows = [];
+  for (const nar of origin.nars) {
+    const row = { mib: nar.mib, bytes: nar.bytes, workers: {} };
+    for (const name of settings.workers) {
+      // The direct rate is taken right before each Worker's runs, so both see the same machine.
+      const direct = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await curlSpeed(`${origin.endpoint}/${BUCKET}/${nar.key}`, { signed: true, creds });
+        expect(r.status === 200 && r.bytes === nar.bytes, `direct fetch of the ${nar.mib} MiB NAR is whole (${r.status}, ${r.bytes} bytes)`);
+        direct.push(r.mbps);
+      }
+      // A fresh runtime per NAR, so its peak memory belongs to this NAR alone.
+      const worker = await startWorker(name, jsBundle, origin, creds);
+      try {
+        const idleKiB = worker.rssKiB();
+        const url = `${worker.url}/${nar.key}`;
+        const cold = await curlSpeed(url, { expectXCache: "MISS" });
+        expect(cold.status === 200 && cold.bytes === nar.bytes, `${name}: cold ${nar.mib} MiB NAR is whole (${cold.status}, ${cold.bytes} bytes)`);
+        const stored = await waitForHit(url, 120);
+        const cached = [];
+        if (stored) {
+          for (let i = 0; i < 3; i++) {
+            const r = await curlSpeed(url, { expectXCache: "HIT" });
+            expect(r.status === 200 && r.bytes === nar.bytes, `${name}: cached ${nar.mib} MiB NAR is whole (${r.status}, ${r.bytes} bytes)`);
+            cached.push(r.mbps);
+          }
+        } else {
+          log(`${name}: the ${nar.mib} MiB NAR was not stored in the edge cache within 120 s`);
+        }
+        row.workers[name] = {
+          direct_mbps: median(direct),
+          cold_mbps: cold.mbps,
+          cached_mbps: cached.length ? median(cached) : null,
+          idle_rss_mib: idleKiB / 1024,
+          peak_rss_mib: worker.hwmKiB() / 1024,
+          workerd_processes: worker.pids.length,
+        };
+        const w = row.workers[name];
+        log(`nar ${nar.mib} MiB ${name}: direct ${w.direct_mbps.toFixed(0)} MB/s, cold ${w.cold_mbps.toFixed(0)} MB/s, cached ${w.cached_mbps?.toFixed(0) ?? "-"} MB/s, peak ${w.peak_rss_mib.toFixed(0)} MiB`);
+      } finally {
+        await worker.stop();
+      }
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+function fmt(n, digits = 0) {
+  return n === null || n === undefined ? "-" : n.toFixed(digits);
+}
+
+function printReport(results) {
+  const lines = [];
+  const names = settings.workers;
+  const out = (s = "") => lines.push(s);
+  out(`## Requests per second (wrk -t${settings.threads} -c${settings.connections} -d${settings.duration}s, warm-up ${settings.warmup}s, median of ${settings.rounds} round(s))`);
+  out();
+  out(`| path | ${names.map((n) => `${n} req/s | ${n} p99 ms`).join(" | ")} | ${names.includes("rust") && names.includes("js") ? "rust / js |" : ""}`);
+  out(`|---|${names.map(() => "---:|---:").join("|")}|${names.includes("rust") && names.includes("js") ? "---:|" : ""}`);
+  for (const row of results.rps ?? []) {
+    const cells = names.map((n) => `${fmt(row.workers[n]?.rps)} | ${fmt(row.workers[n]?.p99_ms, 2)}`);
+    const ratio = row.workers.rust && row.workers.js ? ` ${fmt(row.workers.rust.rps / row.workers.js.rps, 2)} |` : "";
+    out(`| ${row.label} | ${cells.join(" | ")} |${ratio}`);
+  }
+  out();
+  out("## NAR streaming (curl to /dev/null; MB = 10^6 bytes; peak = workerd VmHWM)");
+  out();
+  out("| NAR | Worker | direct MB/s | cold MB/s | cold / direct | cached MB/s | idle MiB | peak MiB |");
+  out("|---|---|---:|---:|---:|---:|---:|---:|");
+  for (const row of results.nar ?? []) {
+    for (const n of names) {
+      const w = row.workers[n];
+      if (!w) continue;
+      out(`| ${row.mib} MiB | ${n} | ${fmt(w.direct_mbps)} | ${fmt(w.cold_mbps)} | ${fmt(w.cold_mbps / w.direct_mbps, 2)} | ${fmt(w.cached_mbps)} | ${fmt(w.idle_rss_mib)} | ${fmt(w.peak_rss_mib)} |`);
+    }
+  }
+  out();
+  out(`Load average (1, 5, 15 min) before: ${results.loadavgBefore.map((x) => x.toFixed(2)).join(", ")}; after: ${results.loadavgAfter.map((x) => x.toFixed(2)).join(", ")}`);
+  if (results.jsBundleGzipBytes) {
+    out();
+    out(`JS twin bundle (esbuild --minify, with aws4fetch): ${results.jsBundleBytes} bytes, gzip -9 ${results.jsBundleGzipBytes} bytes`);
+    out();
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+async function main() {
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), "nix-cache-bench-"));
+  fs.chmodSync(scratch, 0o700);
+  const creds = {
+    accessKeyId: `BENCH${randomBytes(8).toString("hex").toUpperCase()}`,
+    secretAccessKey: randomBytes(30).toString("base64url"),
+  };
+  const results = {
+    settings: { ...settings, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
+    startedAt: new Date().toISOString(),
+    loadavgBefore: os.loadavg(),
+  };
+
+  log(`seeding the bucket (${settings.narMiB.join(", ")} MiB NARs) and starting s3s-fs`);
+  const origin = await startOrigin(creds);
+  const jsBundle = settings.workers.includes("js") ? await bundleJsWorker() : null;
+  if (jsBundle) {
+    const bytes = fs.readFileSync(jsBundle);
+    results.jsBundleBytes = bytes.length;
+    results.jsBundleGzipBytes = gzipSync(bytes, { level: 9 }).length;
+  }
+
+  const workers = [];
+  try {
+    for (const name of settings.workers) {
+      const worker = await startWorker(name, jsBundle, origin, creds);
+      workers.push(worker);
+      await checkWorker(worker, origin);
+      log(`${name} Worker on ${worker.url} (workerd pid ${worker.pids.join(", ")}) passed its checks`);
+    }
+    results.rps = await requestsPerSecond(workers, origin);
+  } finally {
+    for (const worker of workers) await worker.stop();
+  }
+  results.nar = await narStreaming(origin, creds, jsBundle);
+  results.finishedAt = new Date().toISOString();
+  results.loadavgAfter = os.loadavg();
+
+  // The secret is never part of the results; make sure of it before anything is written.
+  const json = JSON.stringify(results, null, 2);
+  expect(!json.includes(creds.secretAccessKey), "results do not contain the secret");
+  printReport(results);
+  if (settings.json) fs.writeFileSync(settings.json, `${json}\n`, { mode: 0o644 });
+}
+
+try {
+  await main();
+} catch (err) {
+  log(`failed: ${err.message}`);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
