@@ -1,0 +1,967 @@
+//! The end-to-end harness: real processes on 127.0.0.1, each owned by a guard that kills it
+//! by process id when dropped (also when a test panics).
+//!
+//! - [`seed`]: a real signed binary cache made by the Nix client (`scripts/seed-cache.sh`),
+//!   once per test binary.
+//! - [`S3Origin`]: `s3s-fs` serving that cache as a bucket and verifying SigV4, behind a
+//!   [`CountingProxy`] that records every request the origin receives (method, target,
+//!   headers), so tests can prove that an edge-cache hit or a refused path reaches no origin.
+//! - [`Worker`]: the built Worker under workerd, through `scripts/run-worker.mjs`.
+//! - [`NixEnv`]: the Nix client as root without a daemon, with a chroot store in a temp dir.
+//! - [`http`]: a raw HTTP/1.1 client that sends request targets exactly as given (no dot
+//!   segment or percent-encoding normalisation), for HEAD, Range and hostile paths.
+//! - [`Checks`]: runs many named checks against one stack and reports every failure at once.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// The repository root (where Cargo.toml, scripts/ and build/ are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A directory for this test binary's files, under cargo's target tmp dir.
+pub fn scratch_root() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let stem = exe
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("tests")
+        .to_string();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{stem}"));
+    fs::create_dir_all(&dir).expect("create scratch root");
+    dir
+}
+
+/// A fresh temporary directory under [`scratch_root`], removed on drop.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(scratch_root())
+        .expect("create temp dir")
+}
+
+/// A tool installed by `scripts/install.sh` (in `~/.cargo/bin` or on PATH).
+pub fn tool(name: &str) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(home) = home {
+        let candidate = home.join("bin").join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    PathBuf::from(name)
+}
+
+/// A port on 127.0.0.1 that nothing listens on (it was free a moment ago).
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// Random hex from the kernel, for throwaway local credentials.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process that is killed by its process id when the guard drops. Processes started
+/// with `group = true` lead their own process group, and the whole group is killed (node and
+/// the workerd it starts).
+#[derive(Debug)]
+pub struct ProcessGuard {
+    name: String,
+    child: Child,
+    group: bool,
+    /// Held open so that a child started with `--exit-on-stdin-close` sees EOF when we go.
+    stdin: Option<ChildStdin>,
+    /// Where the child's stderr goes, for diagnostics.
+    pub log: PathBuf,
+}
+
+impl ProcessGuard {
+    /// Starts `cmd` with stderr appended to `log`. Stdout is left as configured by the caller.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path, group: bool) -> ProcessGuard {
+        let err = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
+        cmd.stderr(Stdio::from(err));
+        if group {
+            cmd.process_group(0);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (run scripts/install.sh)"));
+        let stdin = child.stdin.take();
+        ProcessGuard {
+            name: name.to_string(),
+            child,
+            group,
+            stdin,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The tail of the process's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(4000);
+        let start = (start..text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        format!(
+            "--- {} log ({}) ---\n{}",
+            self.name,
+            self.log.display(),
+            &text[start..]
+        )
+    }
+
+    /// Kills the process (its group, for group leaders) and reaps it.
+    pub fn kill(&mut self) {
+        self.stdin.take();
+        let pid = self.child.id();
+        // A group leader that already exited may leave children behind (workerd under node),
+        // so the group is killed either way.
+        if self.group {
+            // Negative pid: the process group this child leads.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Copies everything `reader` gives to `log`, line by line, in a background thread, and sends
+/// each line to `lines` as long as someone listens.
+fn drain_lines(reader: impl Read + Send + 'static, log: PathBuf, lines: mpsc::Sender<String>) {
+    thread::spawn(move || {
+        let mut out = File::options().create(true).append(true).open(&log).ok();
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if let Some(out) = out.as_mut() {
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = lines.send(line);
+        }
+    });
+}
+
+/// Waits up to `timeout` for a line for which `pick` returns something.
+fn wait_for_line<T>(
+    rx: &mpsc::Receiver<String>,
+    timeout: Duration,
+    mut pick: impl FnMut(&str) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(found) = pick(&line) {
+                    return Some(found);
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The seeded cache
+
+/// A signed binary cache made by the Nix client: a closure with references, plus one path
+/// whose NAR is over 64 MiB (stored uncompressed).
+#[derive(Debug)]
+pub struct Seed {
+    /// The binary cache: what the bucket holds.
+    pub cache: PathBuf,
+    pub public_key: String,
+    pub top_path: String,
+    /// Every store path of the closure of `top_path`.
+    pub closure: Vec<String>,
+    pub large_path: String,
+}
+
+/// The fields of a narinfo the tests need.
+#[derive(Debug, Clone)]
+pub struct Narinfo {
+    pub store_path: String,
+    /// Path of the NAR relative to the cache root, e.g. `nar/<filehash>.nar.xz`.
+    pub url: String,
+    pub file_size: u64,
+    pub references: Vec<String>,
+}
+
+impl Seed {
+    /// The 32-character hash part of a store path.
+    pub fn hash_of(store_path: &str) -> &str {
+        let base = store_path.rsplit('/').next().unwrap_or(store_path);
+        &base[..32]
+    }
+
+    pub fn narinfo_file(&self, store_path: &str) -> PathBuf {
+        self.cache
+            .join(format!("{}.narinfo", Self::hash_of(store_path)))
+    }
+
+    pub fn narinfo(&self, store_path: &str) -> Narinfo {
+        let text = fs::read_to_string(self.narinfo_file(store_path)).expect("read narinfo");
+        let mut fields = BTreeMap::new();
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once(": ") {
+                fields.insert(k.to_string(), v.to_string());
+            }
+        }
+        Narinfo {
+            store_path: fields["StorePath"].clone(),
+            url: fields["URL"].clone(),
+            file_size: fields["FileSize"].parse().expect("FileSize"),
+            references: fields
+                .get("References")
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The seeded cache for this test binary, made on first use.
+pub fn seed() -> &'static Seed {
+    static SEED: OnceLock<Seed> = OnceLock::new();
+    SEED.get_or_init(|| {
+        let dir = scratch_root().join("seed");
+        if dir.exists() {
+            fs::remove_dir_all(&dir).expect("remove the previous seed");
+        }
+        fs::create_dir_all(&dir).expect("create seed dir");
+        let cache = dir.join("cache");
+        let meta = dir.join("meta");
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/seed-cache.sh"))
+            .arg("--large")
+            .arg("--meta")
+            .arg(&meta)
+            .arg(&cache)
+            .env("TMPDIR", &dir)
+            .output()
+            .expect("run scripts/seed-cache.sh");
+        assert!(
+            out.status.success(),
+            "scripts/seed-cache.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |name: &str| {
+            fs::read_to_string(meta.join(name))
+                .unwrap_or_else(|e| panic!("seed meta {name}: {e}"))
+                .trim()
+                .to_string()
+        };
+        Seed {
+            cache,
+            public_key: read("public-key"),
+            top_path: read("top-path"),
+            closure: read("closure").lines().map(str::to_string).collect(),
+            large_path: read("large-path"),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The origin: s3s-fs behind a counting proxy
+
+/// One request as the origin received it.
+#[derive(Debug, Clone)]
+pub struct OriginRequest {
+    pub method: String,
+    pub target: String,
+    /// Header names lowercased, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl OriginRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 that forwards bytes unchanged to `upstream` and records the head
+/// of every HTTP request passing through. Bytes are not altered, so SigV4 signatures (which
+/// cover the Host header) still verify at the upstream.
+#[derive(Debug)]
+pub struct CountingProxy {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<OriginRequest>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CountingProxy {
+    pub fn start(upstream: SocketAddr) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reqs, stopping) = (requests.clone(), stop.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let reqs = reqs.clone();
+                thread::spawn(move || proxy_connection(client, upstream, reqs));
+            }
+        });
+        CountingProxy {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<OriginRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag and closes the listener.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn proxy_connection(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    requests: Arc<Mutex<Vec<OriginRequest>>>,
+) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(300)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    // Read the first request head before connecting, so that a request is counted even when
+    // the upstream is down (the client then sees the connection close).
+    let mut server: Option<TcpStream> = None;
+    let mut body_left: u64 = 0;
+    loop {
+        // Forward any pending body bytes of the current request unparsed.
+        if body_left > 0 && !buf.is_empty() {
+            let n = (body_left as usize).min(buf.len());
+            if let Some(s) = server.as_mut() {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            buf.drain(..n);
+            body_left -= n as u64;
+            continue;
+        }
+        if body_left == 0 {
+            if let Some(end) = find_head_end(&buf) {
+                let head = buf[..end].to_vec();
+                buf.drain(..end);
+                let request = parse_request_head(&head);
+                body_left = request
+                    .header("content-length")
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                requests.lock().unwrap().push(request);
+                if server.is_none() {
+                    let Ok(s) = TcpStream::connect(upstream) else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        return;
+                    };
+                    let (mut from, mut to) = match (s.try_clone(), client.try_clone()) {
+                        (Ok(f), Ok(t)) => (f, t),
+                        _ => return,
+                    };
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                    server = Some(s);
+                }
+                if let Some(s) = server.as_mut() {
+                    if s.write_all(&head).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+        }
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => {
+                if let Some(s) = server.as_ref() {
+                    let _ = s.shutdown(Shutdown::Write);
+                }
+                return;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn parse_request_head(head: &[u8]) -> OriginRequest {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    let mut parts = first.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let headers = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    OriginRequest {
+        method,
+        target,
+        headers,
+    }
+}
+
+/// `s3s-fs` serving a bucket on 127.0.0.1, with random credentials, and a [`CountingProxy`]
+/// in front of it. Point the Worker's `SPACES_ENDPOINT` at [`S3Origin::endpoint`].
+#[derive(Debug)]
+pub struct S3Origin {
+    pub proxy: CountingProxy,
+    pub s3s_fs: ProcessGuard,
+    pub direct_port: u16,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl S3Origin {
+    /// Serves `cache` as bucket `bucket` (the bucket folder is a symlink to it).
+    pub fn start(cache: &Path, bucket: &str) -> S3Origin {
+        let dir = temp_dir("s3-");
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).expect("create s3 root");
+        std::os::unix::fs::symlink(cache, root.join(bucket)).expect("link the bucket");
+        let access_key = format!("AK{}", random_hex(8).to_uppercase());
+        let secret_key = random_hex(20);
+        let log = dir.path().join("s3s-fs.log");
+        let mut cmd = Command::new(tool("s3s-fs"));
+        // s3s-fs takes its keys only as arguments; these are throwaway local credentials.
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--access-key"])
+            .arg(&access_key)
+            .arg("--secret-key")
+            .arg(&secret_key)
+            .arg(&root)
+            .env("RUST_LOG", "s3s_fs=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        let mut guard = ProcessGuard::spawn("s3s-fs", cmd, &log, false);
+        let (tx, rx) = mpsc::channel();
+        drain_lines(guard.take_stdout().expect("stdout"), log.clone(), tx);
+        let port = wait_for_line(&rx, Duration::from_secs(20), |line| {
+            let rest = line.split("server is running at http://").nth(1)?;
+            let addr: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
+            Some(addr.port())
+        })
+        .unwrap_or_else(|| panic!("s3s-fs did not start\n{}", guard.log_tail()));
+        let proxy = CountingProxy::start(SocketAddr::from(([127, 0, 0, 1], port)));
+        S3Origin {
+            proxy,
+            s3s_fs: guard,
+            direct_port: port,
+            bucket: bucket.to_string(),
+            access_key,
+            secret_key,
+            _dir: dir,
+        }
+    }
+
+    /// The endpoint the Worker should use: the counting proxy.
+    pub fn endpoint(&self) -> String {
+        self.proxy.url()
+    }
+
+    /// The Worker bindings for this origin with the right credentials.
+    pub fn bindings(&self) -> Vec<(String, String)> {
+        vec![
+            ("SPACES_ENDPOINT".into(), self.endpoint()),
+            ("SPACES_BUCKET".into(), self.bucket.clone()),
+            ("SPACES_REGION".into(), "us-east-1".into()),
+            ("SPACES_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            ("SPACES_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
+            ("STORE_DIR".into(), "/nix/store".into()),
+            ("WANT_MASS_QUERY".into(), "1".into()),
+            ("PRIORITY".into(), "40".into()),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Worker
+
+/// Every binding name the Worker reads; none is inherited from the test's environment.
+pub const BINDING_NAMES: &[&str] = &[
+    "SPACES_ENDPOINT",
+    "SPACES_BUCKET",
+    "SPACES_REGION",
+    "SPACES_ACCESS_KEY_ID",
+    "SPACES_SECRET_ACCESS_KEY",
+    "STORE_DIR",
+    "WANT_MASS_QUERY",
+    "PRIORITY",
+    "PUBLIC_KEYS",
+    "NAR_TTL",
+    "NARINFO_TTL",
+    "NEGATIVE_TTL",
+    "CACHE_MAX_OBJECT_BYTES",
+];
+
+/// The built Worker (build/index.js) under workerd, via `scripts/run-worker.mjs`.
+#[derive(Debug)]
+pub struct Worker {
+    pub port: u16,
+    pub process: ProcessGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    /// Starts the Worker with exactly these bindings (given in the child's environment, not
+    /// on its command line).
+    pub fn start(bindings: &[(String, String)]) -> Worker {
+        let entry = repo_root().join("build/index.js");
+        assert!(
+            entry.is_file(),
+            "{} is missing: build the Worker first (bash scripts/build-worker.sh)",
+            entry.display()
+        );
+        let dir = temp_dir("worker-");
+        let log = dir.path().join("worker.log");
+        let mut cmd = Command::new("node");
+        cmd.arg(repo_root().join("scripts/run-worker.mjs"))
+            .args(["--port", "0", "--exit-on-stdin-close"])
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        for name in BINDING_NAMES {
+            cmd.env_remove(name);
+        }
+        for (name, value) in bindings {
+            cmd.env(name, value);
+        }
+        let mut process = ProcessGuard::spawn("worker", cmd, &log, true);
+        let (tx, rx) = mpsc::channel();
+        drain_lines(process.take_stdout().expect("stdout"), log.clone(), tx);
+        let port = wait_for_line(&rx, Duration::from_secs(60), |line| {
+            let url = line.strip_prefix("ready: http://")?;
+            url.parse::<SocketAddr>().ok().map(|a| a.port())
+        })
+        .unwrap_or_else(|| panic!("the Worker did not start\n{}", process.log_tail()));
+        Worker {
+            port,
+            process,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn get(&self, target: &str) -> http::Response {
+        http::request(self.port, "GET", target, &[])
+    }
+
+    pub fn head(&self, target: &str) -> http::Response {
+        http::request(self.port, "HEAD", target, &[])
+    }
+
+    pub fn request(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> http::Response {
+        http::request(self.port, method, target, headers)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Nix client
+
+/// The Nix client as root without a daemon: a temp `NIX_CONF_DIR`, a fresh `XDG_CACHE_HOME`
+/// (Nix remembers missing narinfos) and a chroot store.
+#[derive(Debug)]
+pub struct NixEnv {
+    pub store: PathBuf,
+    conf_dir: PathBuf,
+    xdg: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl NixEnv {
+    pub fn new() -> NixEnv {
+        let dir = temp_dir("nix-");
+        let conf_dir = dir.path().join("conf");
+        let xdg = dir.path().join("xdg");
+        fs::create_dir_all(&conf_dir).expect("create NIX_CONF_DIR");
+        fs::create_dir_all(&xdg).expect("create XDG_CACHE_HOME");
+        fs::write(
+            conf_dir.join("nix.conf"),
+            "experimental-features = nix-command\nbuild-users-group =\nsandbox = false\nsubstituters =\n",
+        )
+        .expect("write nix.conf");
+        NixEnv {
+            store: dir.path().join("store"),
+            conf_dir,
+            xdg,
+            dir,
+        }
+    }
+
+    /// `nix ARGS` in this environment, against this store.
+    pub fn nix(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("nix");
+        cmd.args(args)
+            .arg("--store")
+            .arg(&self.store)
+            .env("NIX_CONF_DIR", &self.conf_dir)
+            .env("XDG_CACHE_HOME", &self.xdg)
+            .env_remove("NIX_REMOTE")
+            .env_remove("NIX_PATH")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `nix ARGS` and returns (success, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.nix(args).output().expect("run nix");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Default for NixEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NixEnv {
+    fn drop(&mut self) {
+        // The store's files are read-only; make them removable.
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("u+w")
+            .arg(self.dir.path())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw HTTP/1.1 client
+
+pub mod http {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use sha2::{Digest, Sha256};
+
+    #[derive(Debug, Clone)]
+    pub struct Response {
+        pub status: u16,
+        /// Header names lowercased, in the order received.
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+        /// Bytes of body read (equals `body.len()` unless the body was only hashed).
+        pub body_len: u64,
+        /// SHA-256 of the body, hex.
+        pub body_sha256: String,
+    }
+
+    impl Response {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+
+        /// Everything the response carries, as text (head and body), for leak checks.
+        pub fn raw_text(&self) -> String {
+            let mut s = format!("{}\n", self.status);
+            for (n, v) in &self.headers {
+                s.push_str(&format!("{n}: {v}\n"));
+            }
+            s.push_str(&self.text());
+            s
+        }
+    }
+
+    /// Sends one request with the target exactly as given, reads the whole response.
+    pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        exchange(port, method, target, headers, true)
+    }
+
+    /// Like [`request`], but only hashes the body instead of keeping it.
+    pub fn request_hashed(
+        port: u16,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        exchange(port, method, target, headers, false)
+    }
+
+    fn exchange(
+        port: u16,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        keep_body: bool,
+    ) -> Response {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("set timeout");
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if method != "GET" && method != "HEAD" {
+            head.push_str("Content-Length: 0\r\n");
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        stream
+            .write_all(head.as_bytes())
+            .unwrap_or_else(|e| panic!("send {method} {target}: {e}"));
+
+        let mut reader = BufReader::with_capacity(64 * 1024, stream);
+        let mut status_line = String::new();
+        reader
+            .read_line(&mut status_line)
+            .unwrap_or_else(|e| panic!("read status of {method} {target}: {e}"));
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?} for {method} {target}"));
+        let mut response_headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read header line");
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                response_headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let header = |name: &str| {
+            response_headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v): &(String, String)| v.clone())
+        };
+
+        let mut body = Vec::new();
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        let mut sink = |bytes: &[u8]| {
+            hasher.update(bytes);
+            len += bytes.len() as u64;
+            if keep_body {
+                body.extend_from_slice(bytes);
+            }
+        };
+        let no_body = method == "HEAD" || status == 204 || status == 304 || status / 100 == 1;
+        if !no_body {
+            let chunked = header("transfer-encoding")
+                .map(|v| v.to_ascii_lowercase().contains("chunked"))
+                .unwrap_or(false);
+            if chunked {
+                read_chunked(&mut reader, &mut sink);
+            } else if let Some(n) = header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+                copy_n(&mut reader, n, &mut sink);
+            } else {
+                copy_to_end(&mut reader, &mut sink);
+            }
+        }
+        Response {
+            status,
+            headers: response_headers,
+            body,
+            body_len: len,
+            body_sha256: super::hex(&hasher.finalize()),
+        }
+    }
+
+    fn copy_n(reader: &mut impl Read, mut n: u64, sink: &mut impl FnMut(&[u8])) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while n > 0 {
+            let want = buf.len().min(n as usize);
+            let got = reader.read(&mut buf[..want]).expect("read body");
+            if got == 0 {
+                panic!("body ended {n} bytes early");
+            }
+            sink(&buf[..got]);
+            n -= got as u64;
+        }
+    }
+
+    fn copy_to_end(reader: &mut impl Read, sink: &mut impl FnMut(&[u8])) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let got = reader.read(&mut buf).expect("read body");
+            if got == 0 {
+                return;
+            }
+            sink(&buf[..got]);
+        }
+    }
+
+    fn read_chunked(reader: &mut impl BufRead, sink: &mut impl FnMut(&[u8])) {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line).expect("read chunk size");
+            let size_hex = size_line.trim().split(';').next().unwrap_or("");
+            let size = u64::from_str_radix(size_hex, 16)
+                .unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
+            if size == 0 {
+                // Trailers, then the empty line.
+                loop {
+                    let mut line = String::new();
+                    let n = reader.read_line(&mut line).expect("read trailer");
+                    if n == 0 || line.trim().is_empty() {
+                        return;
+                    }
+                }
+            }
+            copy_n(reader, size, sink);
+            let mut crlf = String::new();
+            reader.read_line(&mut crlf).expect("read chunk end");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many checks, one report
+
+/// Runs named checks one after another against a shared stack; a failing check does not stop
+/// the others. [`Checks::finish`] panics with every failure.
+#[derive(Debug, Default)]
+pub struct Checks {
+    failures: Vec<String>,
+    passed: usize,
+}
+
+impl Checks {
+    pub fn new() -> Checks {
+        Checks::default()
+    }
+
+    pub fn check(&mut self, name: &str, f: impl FnOnce()) {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(()) => {
+                self.passed += 1;
+                println!("ok: {name}");
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".to_string());
+                println!("FAILED: {name}: {msg}");
+                self.failures.push(format!("{name}: {msg}"));
+            }
+        }
+    }
+
+    /// Panics listing every failed check, with extra diagnostics (process logs) appended.
+    pub fn finish(self, diagnostics: impl FnOnce() -> String) {
+        if !self.failures.is_empty() {
+            panic!(
+                "{} of {} checks failed:\n- {}\n{}",
+                self.failures.len(),
+                self.failures.len() + self.passed,
+                self.failures.join("\n- "),
+                diagnostics()
+            );
+        }
+    }
+}
