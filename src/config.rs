@@ -1,1 +1,721 @@
-//! (being written)
+//! The Worker's bindings (vars and secrets), parsed and checked once at the edge into [`Config`].
+//!
+//! The names are fixed by the design (see [`names`]). [`Config::from_lookup`] takes a function
+//! that returns a binding's value, so the same code reads `Env` in the Worker and a table in
+//! tests. An empty (or all-whitespace) value counts as missing. Errors name the binding and the
+//! problem, never the value: a misplaced secret cannot end up in a log or a 500 body.
+
+use crate::nix::CacheInfo;
+use crate::policy::{Ttls, EDGE_OBJECT_LIMIT};
+use crate::sigv4::Credentials;
+
+/// The binding names, as in `wrangler.toml`, `.dev.vars` and `wrangler secret put`.
+pub mod names {
+    /// S3 endpoint, scheme + host [+ port]: `https://fra1.digitaloceanspaces.com`. Required.
+    pub const SPACES_ENDPOINT: &str = "SPACES_ENDPOINT";
+    /// Bucket name; objects are addressed path-style `ENDPOINT/BUCKET/KEY`. Required.
+    pub const SPACES_BUCKET: &str = "SPACES_BUCKET";
+    /// Region in the SigV4 credential scope: `fra1`. Required.
+    pub const SPACES_REGION: &str = "SPACES_REGION";
+    /// Spaces access key id (secret). Required.
+    pub const SPACES_ACCESS_KEY_ID: &str = "SPACES_ACCESS_KEY_ID";
+    /// Spaces secret key (secret). Required; never logged, never echoed.
+    pub const SPACES_SECRET_ACCESS_KEY: &str = "SPACES_SECRET_ACCESS_KEY";
+    /// `StoreDir` in nix-cache-info; default `/nix/store`.
+    pub const STORE_DIR: &str = "STORE_DIR";
+    /// `WantMassQuery` in nix-cache-info, `1` or `0`; default `1`.
+    pub const WANT_MASS_QUERY: &str = "WANT_MASS_QUERY";
+    /// `Priority` in nix-cache-info (lower wins); default `40`.
+    pub const PRIORITY: &str = "PRIORITY";
+    /// Edge TTL of NARs in seconds; default a year.
+    pub const NAR_TTL: &str = "NAR_TTL";
+    /// Edge TTL of narinfos and realisations in seconds; default a day.
+    pub const NARINFO_TTL: &str = "NARINFO_TTL";
+    /// Edge TTL of misses (404) in seconds; default a minute.
+    pub const NEGATIVE_TTL: &str = "NEGATIVE_TTL";
+    /// Optional: space-separated `name:base64` public keys, shown on the landing page.
+    pub const PUBLIC_KEYS: &str = "PUBLIC_KEYS";
+    /// Optional: largest object the edge stores, in bytes; default 512 MiB.
+    pub const CACHE_MAX_OBJECT_BYTES: &str = "CACHE_MAX_OBJECT_BYTES";
+
+    /// The bindings without which the Worker cannot reach Spaces.
+    pub const REQUIRED: [&str; 5] = [
+        SPACES_ENDPOINT,
+        SPACES_BUCKET,
+        SPACES_REGION,
+        SPACES_ACCESS_KEY_ID,
+        SPACES_SECRET_ACCESS_KEY,
+    ];
+
+    /// Every binding the Worker reads.
+    pub const ALL: [&str; 13] = [
+        SPACES_ENDPOINT,
+        SPACES_BUCKET,
+        SPACES_REGION,
+        SPACES_ACCESS_KEY_ID,
+        SPACES_SECRET_ACCESS_KEY,
+        STORE_DIR,
+        WANT_MASS_QUERY,
+        PRIORITY,
+        NAR_TTL,
+        NARINFO_TTL,
+        NEGATIVE_TTL,
+        PUBLIC_KEYS,
+        CACHE_MAX_OBJECT_BYTES,
+    ];
+}
+
+/// A binding that is missing or unusable. `Display` names the binding, never its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing binding {0}")]
+    Missing(&'static str),
+    #[error("invalid binding {name}: {reason}")]
+    Invalid {
+        name: &'static str,
+        reason: &'static str,
+    },
+}
+
+/// `http` or `https`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    fn default_port(self) -> &'static str {
+        match self {
+            Scheme::Http => "80",
+            Scheme::Https => "443",
+        }
+    }
+}
+
+/// Where Spaces is: a scheme and `host[:port]` exactly as it goes into the `Host` header (and
+/// so into the signature): lowercase, without the scheme's default port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    pub host: String,
+}
+
+impl Endpoint {
+    /// Parses `https://fra1.digitaloceanspaces.com` or `http://127.0.0.1:9000` (a trailing `/`
+    /// is fine). Refused: other schemes, a path, a query or fragment, `user@`, an empty host
+    /// or a bad port. The error names [`names::SPACES_ENDPOINT`].
+    pub fn parse(s: &str) -> Result<Endpoint, ConfigError> {
+        let invalid = |reason| ConfigError::Invalid {
+            name: names::SPACES_ENDPOINT,
+            reason,
+        };
+        let s = s.trim();
+        let (scheme, rest) = if let Some(rest) = strip_prefix_ignore_case(s, "https://") {
+            (Scheme::Https, rest)
+        } else if let Some(rest) = strip_prefix_ignore_case(s, "http://") {
+            (Scheme::Http, rest)
+        } else {
+            return Err(invalid("expected http:// or https:// and a host"));
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#']) {
+            return Err(invalid("expected scheme and host only, no path or query"));
+        }
+        if authority.contains('@') {
+            return Err(invalid("user info is not allowed"));
+        }
+        let (host, port) = split_host_port(authority).ok_or(invalid("bad host"))?;
+        let valid_host = if let Some(ip6) = host.strip_prefix('[') {
+            ip6.strip_suffix(']').is_some_and(|inner| {
+                !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+            })
+        } else {
+            !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && !host.starts_with(['.', '-'])
+        };
+        if !valid_host {
+            return Err(invalid("bad host"));
+        }
+        let mut host = host.to_ascii_lowercase();
+        if let Some(port) = port {
+            if port.is_empty()
+                || !port.bytes().all(|b| b.is_ascii_digit())
+                || !port.parse::<u16>().is_ok_and(|p| p != 0)
+            {
+                return Err(invalid("bad port"));
+            }
+            let port = port.trim_start_matches('0');
+            if port != scheme.default_port() {
+                host.push(':');
+                host.push_str(port);
+            }
+        }
+        Ok(Endpoint { scheme, host })
+    }
+
+    /// `scheme://host/bucket/encoded_key`, where `encoded_key` is the object key already
+    /// URI-encoded (each segment once, as [`crate::sigv4::s3_object_path`] does); a leading
+    /// `/` on it is ignored.
+    pub fn object_url(&self, bucket: &str, encoded_path: &str) -> String {
+        let key = encoded_path.strip_prefix('/').unwrap_or(encoded_path);
+        format!("{}://{}/{bucket}/{key}", self.scheme.as_str(), self.host)
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// `host[:port]` or `[v6][:port]`.
+fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if authority.starts_with('[') {
+        let end = authority.find(']')? + 1;
+        let (host, rest) = authority.split_at(end);
+        return match rest {
+            "" => Some((host, None)),
+            _ => Some((host, Some(rest.strip_prefix(':')?))),
+        };
+    }
+    Some(match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    })
+}
+
+/// Everything the Worker needs from its bindings, checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub endpoint: Endpoint,
+    pub bucket: String,
+    pub region: String,
+    /// `Debug` leaves the secret out.
+    pub credentials: Credentials,
+    pub cache_info: CacheInfo,
+    pub ttls: Ttls,
+    /// `name:base64` public keys to show on the landing page; may be empty.
+    pub public_keys: Vec<String>,
+    /// Largest object the edge stores, in bytes.
+    pub max_object_bytes: u64,
+}
+
+/// A binding's value, trimmed; `None` when unset or blank.
+fn get(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn required(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, ConfigError> {
+    get(lookup, name).ok_or(ConfigError::Missing(name))
+}
+
+fn number<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(lookup, name) {
+        None => Ok(default),
+        Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: "number out of range",
+            })
+        }
+        Some(_) => Err(ConfigError::Invalid {
+            name,
+            reason: "not a number",
+        }),
+    }
+}
+
+/// S3 bucket naming rules: 3 to 63 chars of `a-z0-9.-`, starting and ending with a letter or
+/// digit.
+fn is_valid_bucket(s: &str) -> bool {
+    let edge_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge_ok(s.bytes().next())
+        && edge_ok(s.bytes().last())
+}
+
+/// A `name:base64` key as `nix key convert-secret-to-public` prints it.
+fn is_valid_public_key(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((name, key)) => {
+            !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                && !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        }
+        None => false,
+    }
+}
+
+impl CacheInfo {
+    /// The nix-cache-info fields from `STORE_DIR`, `WANT_MASS_QUERY` and `PRIORITY`, with
+    /// defaults `/nix/store`, `1` and `40`. Needs none of the Spaces bindings.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<CacheInfo, ConfigError> {
+        let defaults = CacheInfo::default();
+        let store_dir = match get(&lookup, names::STORE_DIR) {
+            None => defaults.store_dir,
+            Some(dir) => {
+                let ok = dir.len() > 1
+                    && dir.len() <= 256
+                    && dir.starts_with('/')
+                    && !dir.ends_with('/')
+                    && dir.bytes().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return Err(ConfigError::Invalid {
+                        name: names::STORE_DIR,
+                        reason: "expected an absolute path like /nix/store",
+                    });
+                }
+                dir
+            }
+        };
+        let want_mass_query = match get(&lookup, names::WANT_MASS_QUERY).as_deref() {
+            None => defaults.want_mass_query,
+            Some("1") => true,
+            Some("0") => false,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: names::WANT_MASS_QUERY,
+                    reason: "expected 1 or 0",
+                })
+            }
+        };
+        let priority = number(&lookup, names::PRIORITY, defaults.priority)?;
+        Ok(CacheInfo {
+            store_dir,
+            want_mass_query,
+            priority,
+        })
+    }
+}
+
+impl Config {
+    /// Reads and checks every binding. `lookup(name)` returns a var's or secret's value, or
+    /// `None`. The five `SPACES_*` bindings are required; the others have defaults
+    /// (`STORE_DIR=/nix/store`, `WANT_MASS_QUERY=1`, `PRIORITY=40`, TTLs from
+    /// [`Ttls::default`], no public keys, [`EDGE_OBJECT_LIMIT`]).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let endpoint = Endpoint::parse(&required(&lookup, names::SPACES_ENDPOINT)?)?;
+        let bucket = required(&lookup, names::SPACES_BUCKET)?;
+        if !is_valid_bucket(&bucket) {
+            return Err(ConfigError::Invalid {
+                name: names::SPACES_BUCKET,
+                reason: "expected 3 to 63 chars of a-z, 0-9, '.' and '-'",
+            });
+        }
+        let region = required(&lookup, names::SPACES_REGION)?;
+        if region.len() > 64
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError::Invalid {
+                name: names::SPACES_REGION,
+                reason: "expected a region slug like fra1",
+            });
+        }
+        let access_key_id = required(&lookup, names::SPACES_ACCESS_KEY_ID)?;
+        if access_key_id.len() > 128 || !access_key_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid {
+                name: names::SPACES_ACCESS_KEY_ID,
+                reason: "expected printable ASCII without spaces",
+            });
+        }
+        let secret = required(&lookup, names::SPACES_SECRET_ACCESS_KEY)?;
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid {
+                name: names::SPACES_SECRET_ACCESS_KEY,
+                reason: "expected printable ASCII without spaces",
+            });
+        }
+        let credentials = Credentials::new(access_key_id, secret);
+
+        let cache_info = CacheInfo::from_lookup(&lookup)?;
+        let defaults = Ttls::default();
+        let ttls = Ttls {
+            nar: number(&lookup, names::NAR_TTL, defaults.nar)?,
+            narinfo: number(&lookup, names::NARINFO_TTL, defaults.narinfo)?,
+            negative: number(&lookup, names::NEGATIVE_TTL, defaults.negative)?,
+            other: defaults.other,
+        };
+        let public_keys: Vec<String> = get(&lookup, names::PUBLIC_KEYS)
+            .map(|v| v.split_ascii_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        if !public_keys.iter().all(|k| is_valid_public_key(k)) {
+            return Err(ConfigError::Invalid {
+                name: names::PUBLIC_KEYS,
+                reason: "expected space-separated name:base64 keys",
+            });
+        }
+        let max_object_bytes = number(&lookup, names::CACHE_MAX_OBJECT_BYTES, EDGE_OBJECT_LIMIT)?;
+        Ok(Config {
+            endpoint,
+            bucket,
+            region,
+            credentials,
+            cache_info,
+            ttls,
+            public_keys,
+            max_object_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (
+                names::SPACES_ENDPOINT,
+                "https://fra1.digitaloceanspaces.com".to_string(),
+            ),
+            (names::SPACES_BUCKET, "nix-store".to_string()),
+            (names::SPACES_REGION, "fra1".to_string()),
+            (names::SPACES_ACCESS_KEY_ID, "DO00EXAMPLEKEYID".to_string()),
+            (names::SPACES_SECRET_ACCESS_KEY, SECRET.to_string()),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    fn with(name: &'static str, value: &str) -> Result<Config, ConfigError> {
+        let mut vars = base();
+        vars.insert(name, value.to_string());
+        load(&vars)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&base()).unwrap();
+        assert_eq!(
+            c.endpoint,
+            Endpoint {
+                scheme: Scheme::Https,
+                host: "fra1.digitaloceanspaces.com".into()
+            }
+        );
+        assert_eq!(c.bucket, "nix-store");
+        assert_eq!(c.region, "fra1");
+        assert_eq!(c.credentials.access_key_id, "DO00EXAMPLEKEYID");
+        assert_eq!(c.credentials.secret_access_key.expose(), SECRET);
+        assert_eq!(c.cache_info, CacheInfo::default());
+        assert_eq!(c.ttls, Ttls::default());
+        assert!(c.public_keys.is_empty());
+        assert_eq!(c.max_object_bytes, EDGE_OBJECT_LIMIT);
+    }
+
+    #[test]
+    fn every_required_binding_is_named_when_missing_or_empty() {
+        for name in names::REQUIRED {
+            for value in [None, Some(""), Some("  ")] {
+                let mut vars = base();
+                match value {
+                    None => vars.remove(name),
+                    Some(v) => vars.insert(name, v.to_string()),
+                };
+                let err = load(&vars).unwrap_err();
+                assert_eq!(err, ConfigError::Missing(name));
+                assert_eq!(err.to_string(), format!("missing binding {name}"));
+            }
+        }
+    }
+
+    #[test]
+    fn optional_bindings() {
+        let mut vars = base();
+        for (k, v) in [
+            (names::STORE_DIR, "/gnu/store"),
+            (names::WANT_MASS_QUERY, "0"),
+            (names::PRIORITY, " 30 "),
+            (names::NAR_TTL, "1000"),
+            (names::NARINFO_TTL, "100"),
+            (names::NEGATIVE_TTL, "0"),
+            (names::PUBLIC_KEYS, "cache-1:AAAA+/=  other:BBBB\n"),
+            (names::CACHE_MAX_OBJECT_BYTES, "1048576"),
+        ] {
+            vars.insert(k, v.to_string());
+        }
+        let c = load(&vars).unwrap();
+        assert_eq!(
+            c.cache_info,
+            CacheInfo {
+                store_dir: "/gnu/store".into(),
+                want_mass_query: false,
+                priority: 30
+            }
+        );
+        assert_eq!(
+            c.ttls,
+            Ttls {
+                nar: 1000,
+                narinfo: 100,
+                negative: 0,
+                other: Ttls::default().other
+            }
+        );
+        assert_eq!(c.public_keys, ["cache-1:AAAA+/=", "other:BBBB"]);
+        assert_eq!(c.max_object_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn invalid_values_name_the_binding_and_never_the_value() {
+        let cases: &[(&'static str, &str, &str)] = &[
+            (
+                names::PRIORITY,
+                "forty",
+                "invalid binding PRIORITY: not a number",
+            ),
+            (
+                names::PRIORITY,
+                "-1",
+                "invalid binding PRIORITY: not a number",
+            ),
+            (
+                names::PRIORITY,
+                "99999999999",
+                "invalid binding PRIORITY: number out of range",
+            ),
+            (
+                names::NAR_TTL,
+                "1y",
+                "invalid binding NAR_TTL: not a number",
+            ),
+            (
+                names::NARINFO_TTL,
+                "1.5",
+                "invalid binding NARINFO_TTL: not a number",
+            ),
+            (
+                names::NEGATIVE_TTL,
+                "xyz",
+                "invalid binding NEGATIVE_TTL: not a number",
+            ),
+            (
+                names::CACHE_MAX_OBJECT_BYTES,
+                "1e9",
+                "invalid binding CACHE_MAX_OBJECT_BYTES: not a number",
+            ),
+            (
+                names::WANT_MASS_QUERY,
+                "yes",
+                "invalid binding WANT_MASS_QUERY: expected 1 or 0",
+            ),
+            (
+                names::STORE_DIR,
+                "relative/dir",
+                "invalid binding STORE_DIR: expected an absolute path like /nix/store",
+            ),
+            (
+                names::STORE_DIR,
+                "/gnu/store/",
+                "invalid binding STORE_DIR: expected an absolute path like /nix/store",
+            ),
+            (
+                names::STORE_DIR,
+                "/gnu/st ore",
+                "invalid binding STORE_DIR: expected an absolute path like /nix/store",
+            ),
+            (
+                names::SPACES_BUCKET,
+                "Nix_Store",
+                "invalid binding SPACES_BUCKET: expected 3 to 63 chars of a-z, 0-9, '.' and '-'",
+            ),
+            (
+                names::SPACES_BUCKET,
+                "-nix",
+                "invalid binding SPACES_BUCKET: expected 3 to 63 chars of a-z, 0-9, '.' and '-'",
+            ),
+            (
+                names::SPACES_BUCKET,
+                "ab",
+                "invalid binding SPACES_BUCKET: expected 3 to 63 chars of a-z, 0-9, '.' and '-'",
+            ),
+            (
+                names::SPACES_REGION,
+                "fra 1",
+                "invalid binding SPACES_REGION: expected a region slug like fra1",
+            ),
+            (
+                names::SPACES_ACCESS_KEY_ID,
+                "DO00 KEY",
+                "invalid binding SPACES_ACCESS_KEY_ID: expected printable ASCII without spaces",
+            ),
+            (
+                names::SPACES_SECRET_ACCESS_KEY,
+                "sec ret-value",
+                "invalid binding SPACES_SECRET_ACCESS_KEY: expected printable ASCII without spaces",
+            ),
+            (
+                names::PUBLIC_KEYS,
+                "nocolon",
+                "invalid binding PUBLIC_KEYS: expected space-separated name:base64 keys",
+            ),
+            (
+                names::PUBLIC_KEYS,
+                "k:not base64!",
+                "invalid binding PUBLIC_KEYS: expected space-separated name:base64 keys",
+            ),
+            (
+                names::SPACES_ENDPOINT,
+                "ftp://x",
+                "invalid binding SPACES_ENDPOINT: expected http:// or https:// and a host",
+            ),
+        ];
+        for (name, value, message) in cases {
+            let err = with(name, value).unwrap_err();
+            assert_eq!(err.to_string(), *message, "{name}={value}");
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(value.trim()), "{shown} shows {value}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = load(&base()).unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains(SECRET));
+        assert!(shown.contains("DO00EXAMPLEKEYID"));
+    }
+
+    #[test]
+    fn cache_info_alone_needs_no_spaces_bindings() {
+        let info =
+            CacheInfo::from_lookup(|name| (name == names::PRIORITY).then(|| "10".into())).unwrap();
+        assert_eq!(info.priority, 10);
+        assert_eq!(info.store_dir, "/nix/store");
+        assert!(info.want_mass_query);
+    }
+
+    #[test]
+    fn endpoints() {
+        let ok: &[(&str, Scheme, &str)] = &[
+            (
+                "https://fra1.digitaloceanspaces.com",
+                Scheme::Https,
+                "fra1.digitaloceanspaces.com",
+            ),
+            (
+                "https://fra1.digitaloceanspaces.com/",
+                Scheme::Https,
+                "fra1.digitaloceanspaces.com",
+            ),
+            (
+                "HTTPS://FRA1.DigitalOceanSpaces.com",
+                Scheme::Https,
+                "fra1.digitaloceanspaces.com",
+            ),
+            ("http://127.0.0.1:9000", Scheme::Http, "127.0.0.1:9000"),
+            ("http://localhost:9000/", Scheme::Http, "localhost:9000"),
+            (
+                "https://s3.example.com:443",
+                Scheme::Https,
+                "s3.example.com",
+            ),
+            ("http://s3.example.com:80", Scheme::Http, "s3.example.com"),
+            (
+                "https://s3.example.com:80",
+                Scheme::Https,
+                "s3.example.com:80",
+            ),
+            ("http://[::1]:9000", Scheme::Http, "[::1]:9000"),
+            ("http://[::1]", Scheme::Http, "[::1]"),
+        ];
+        for (input, scheme, host) in ok {
+            let e = Endpoint::parse(input).unwrap_or_else(|err| panic!("{input}: {err}"));
+            assert_eq!((e.scheme, e.host.as_str()), (*scheme, *host), "{input}");
+        }
+        let bad = [
+            "",
+            "fra1.digitaloceanspaces.com",
+            "ftp://host",
+            "https://",
+            "https:///",
+            "https://host/bucket",
+            "https://host/?x=1",
+            "https://host?x=1",
+            "https://host#frag",
+            "https://user:pw@host",
+            "https://user@host",
+            "https://host:",
+            "https://host:0",
+            "https://host:65536",
+            "https://host:9x",
+            "https://ho st",
+            "https://host_name",
+            "https://.host",
+            "http://[::1",
+            "http://[]:80",
+            "http://[::1]x",
+        ];
+        for input in bad {
+            let err = Endpoint::parse(input).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        name: names::SPACES_ENDPOINT,
+                        ..
+                    }
+                ),
+                "{input}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn object_urls() {
+        let e = Endpoint::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(
+            e.object_url("nix-store", "nar/abc.nar.xz"),
+            "http://127.0.0.1:9000/nix-store/nar/abc.nar.xz"
+        );
+        assert_eq!(
+            e.object_url("nix-store", "/realisations/sha256%3Aab%21out.doi"),
+            "http://127.0.0.1:9000/nix-store/realisations/sha256%3Aab%21out.doi"
+        );
+    }
+
+    #[test]
+    fn names_are_unique_and_screaming() {
+        let mut all = names::ALL.to_vec();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), names::ALL.len());
+        assert!(names::ALL
+            .iter()
+            .all(|n| n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')));
+        assert!(names::REQUIRED.iter().all(|n| names::ALL.contains(n)));
+    }
+}
