@@ -651,7 +651,9 @@ fn sign_string(creds: &Credentials, time: SigningTime, scope: Scope, sts: &str) 
 // ---------------------------------------------------------------------------------------------
 
 /// The result of header signing: each stage, and the headers to add to the request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` redacts the session token in [`Signed::headers`].
+#[derive(Clone, PartialEq, Eq)]
 pub struct Signed {
     /// The canonical request text.
     pub canonical_request: String,
@@ -664,6 +666,52 @@ pub struct Signed {
     /// Headers the caller must add to the request, lowercase names: `x-amz-security-token` when
     /// the credentials carry a token the request did not already have, then `authorization`.
     pub headers: Vec<(String, String)>,
+}
+
+/// `text` (a canonical request or a query) with any session token replaced by `<redacted>`.
+fn redact_token(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            if line.starts_with("x-amz-security-token:") {
+                "x-amz-security-token:<redacted>".to_owned()
+            } else {
+                line.split('&')
+                    .map(|p| {
+                        if p.starts_with("X-Amz-Security-Token=") {
+                            "X-Amz-Security-Token=<redacted>"
+                        } else {
+                            p
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl fmt::Debug for Signed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                if n.eq_ignore_ascii_case("x-amz-security-token") {
+                    (n.as_str(), "<redacted>")
+                } else {
+                    (n.as_str(), v.as_str())
+                }
+            })
+            .collect();
+        f.debug_struct("Signed")
+            .field("canonical_request", &redact_token(&self.canonical_request))
+            .field("string_to_sign", &self.string_to_sign)
+            .field("signature", &self.signature)
+            .field("authorization", &self.authorization)
+            .field("headers", &headers)
+            .finish()
+    }
 }
 
 /// Signs `req` for the `Authorization` header. A session token in `creds` is signed (added as
@@ -761,7 +809,9 @@ impl PresignOptions {
 }
 
 /// The result of presigning: each stage, and the query string to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` redacts a session token in [`Presigned::query`].
+#[derive(Clone, PartialEq, Eq)]
 pub struct Presigned {
     /// The canonical request text.
     pub canonical_request: String,
@@ -773,6 +823,17 @@ pub struct Presigned {
     /// `X-Amz-Credential`, `X-Amz-Date`, `X-Amz-SignedHeaders`, `X-Amz-Expires`, (when there is
     /// a token) `X-Amz-Security-Token`, and last `X-Amz-Signature`.
     pub query: String,
+}
+
+impl fmt::Debug for Presigned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Presigned")
+            .field("canonical_request", &redact_token(&self.canonical_request))
+            .field("string_to_sign", &self.string_to_sign)
+            .field("signature", &self.signature)
+            .field("query", &redact_token(&self.query))
+            .finish()
+    }
 }
 
 /// Presigns `req`: the signature goes in the query string instead of a header. The request's
@@ -1160,6 +1221,47 @@ mod tests {
         assert!(dbg.contains("<redacted>"), "{dbg}");
         let pretty = format!("{creds:#?}");
         assert!(!pretty.contains(SECRET) && !pretty.contains("TOKEN-SECRET-123"));
+        let headers = vec![("host".to_owned(), "h".to_owned())];
+        let req = SignableRequest {
+            method: "GET",
+            path: "/",
+            query: "a=1",
+            headers: &headers,
+            payload_hash: EMPTY_SHA256,
+        };
+        let time = SigningTime::from_unix_seconds(0);
+        let scope = Scope {
+            region: "fra1",
+            service: "s3",
+        };
+        let signed = sign(&req, &creds, time, scope, PathMode::S3);
+        assert_eq!(signed.headers[0].1, "TOKEN-SECRET-123");
+        let dbg = format!("{signed:?}");
+        assert!(
+            !dbg.contains("TOKEN-SECRET-123") && !dbg.contains("wJalr"),
+            "{dbg}"
+        );
+        assert!(dbg.contains(&signed.signature), "{dbg}");
+        let presigned = presign(
+            &req,
+            &creds,
+            time,
+            scope,
+            PathMode::S3,
+            PresignOptions::expires_in(60),
+        );
+        assert!(presigned
+            .query
+            .contains("X-Amz-Security-Token=TOKEN-SECRET-123&"));
+        let dbg = format!("{presigned:?}");
+        assert!(
+            !dbg.contains("TOKEN-SECRET-123") && !dbg.contains("wJalr"),
+            "{dbg}"
+        );
+        assert!(
+            dbg.contains("a=1&X-Amz-Algorithm=AWS4-HMAC-SHA256"),
+            "{dbg}"
+        );
         let key = SecretKey::new(SECRET);
         assert_eq!(format!("{key:?}"), "SecretKey(<redacted>)");
         assert_eq!(key.clone().expose(), SECRET);
