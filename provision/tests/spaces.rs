@@ -301,6 +301,18 @@ fn moto_bucket_settings_round_trip() {
     assert_eq!(s3.count_objects(bucket).unwrap(), 4);
     assert_eq!(s3.count_object_versions(bucket).unwrap(), 6);
 
+    // Every version can be listed and deleted for good.
+    let versions = s3.list_object_versions(bucket, Some("0-")).unwrap();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions.iter().filter(|v| v.delete_marker).count(), 1);
+    assert!(versions.iter().all(|v| v.key == "0-narinfo"));
+    for v in &versions {
+        s3.delete_object_version(bucket, &v.key, &v.version_id)
+            .unwrap();
+    }
+    assert_eq!(s3.list_object_versions(bucket, Some("0-")).unwrap(), vec![]);
+    assert_eq!(s3.count_object_versions(bucket).unwrap(), 4);
+
     // A bucket emptied of objects can be deleted.
     let scratch = "nix-scratch";
     s3.create_bucket(scratch).unwrap();
@@ -347,6 +359,14 @@ fn moto_bucket_settings_round_trip() {
             .unwrap()
             .body,
         CACHE_INFO
+    );
+
+    // HEAD has no error body: the client asks again to tell refused keys from a foreign bucket.
+    let err = wrong.head_bucket(bucket).unwrap_err();
+    assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err}");
+    assert!(
+        err.to_string().starts_with("HeadBucket s3://nix-store"),
+        "{err}"
     );
 
     // An unknown access key is rejected too.
@@ -468,6 +488,8 @@ fn s3s_fs_objects_round_trip_and_bucket_settings_not_implemented() {
     assert!(err
         .to_string()
         .contains("PutObject s3://nix-store/nix-cache-info"));
+    let err = wrong.head_bucket(bucket).unwrap_err();
+    assert!(err.is_credentials(), "{err}");
     assert_eq!(s3.get_object(bucket, "nix-cache-info").unwrap(), None);
 
     s3.delete_bucket(bucket).unwrap();

@@ -123,6 +123,16 @@ pub struct Lifecycle {
     pub abort_incomplete_multipart_days: Option<u32>,
 }
 
+/// One entry of a version listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub key: String,
+    /// `null` for an object written while versioning was off.
+    pub version_id: String,
+    /// A delete marker rather than a version with content.
+    pub delete_marker: bool,
+}
+
 /// An object's bytes and its `Content-Type`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -380,6 +390,19 @@ impl S3Call {
     /// [DeleteObject](https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html).
     pub fn delete_object(bucket: &str, key: &str) -> Self {
         S3Call::object_call("DeleteObject", "DELETE", bucket, key)
+    }
+
+    /// [DeleteObject](https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html)
+    /// of one version (`versionId`), which removes it for good.
+    pub fn delete_object_version(bucket: &str, key: &str, version_id: &str) -> Self {
+        let mut call = S3Call::delete_object(bucket, key);
+        call.query.push(("versionId".into(), version_id.into()));
+        call
+    }
+
+    /// [GetBucketLocation](https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketLocation.html).
+    pub fn get_bucket_location(bucket: &str) -> Self {
+        S3Call::bucket_call("GetBucketLocation", "GET", bucket).with_subresource("location")
     }
 
     /// [ListObjectsV2](https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html),
@@ -787,13 +810,25 @@ impl SpacesClient {
     }
 
     /// Whether the bucket exists and is ours (see [`BucketStatus`]).
+    ///
+    /// A HEAD answer has no body, so a 403 is asked again as GetBucketLocation, whose error
+    /// code tells refused credentials (an error here, e.g. `SignatureDoesNotMatch`) from a
+    /// bucket that is not ours ([`BucketStatus::Forbidden`]).
     pub fn head_bucket(&self, bucket: &str) -> Result<BucketStatus, SpacesError> {
         let call = S3Call::head_bucket(bucket);
         let answer = self.send(&call)?;
         match answer.status {
             200..=299 => Ok(BucketStatus::Owned),
             404 => Ok(BucketStatus::Missing),
-            403 => Ok(BucketStatus::Forbidden),
+            403 => {
+                let location = self.send(&S3Call::get_bucket_location(bucket))?;
+                let refused = http_error(&call, &location);
+                if refused.is_credentials() {
+                    Err(refused)
+                } else {
+                    Ok(BucketStatus::Forbidden)
+                }
+            }
             _ => Err(http_error(&call, &answer)),
         }
     }
@@ -959,21 +994,48 @@ impl SpacesClient {
     /// How many object versions and delete markers the bucket holds (ListObjectVersions,
     /// every page): zero means the bucket can be deleted.
     pub fn count_object_versions(&self, bucket: &str) -> Result<u64, SpacesError> {
-        let mut total = 0u64;
+        Ok(self.list_object_versions(bucket, None)?.len() as u64)
+    }
+
+    /// Every version and delete marker in the bucket (of keys starting with `prefix`, when
+    /// given), by ListObjectVersions, every page. A bucket that was never versioned lists
+    /// each object once, with version id `null`.
+    pub fn list_object_versions(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<ObjectVersion>, SpacesError> {
+        let mut all = Vec::new();
         let mut marker: Option<(String, String)> = None;
         loop {
-            let call = S3Call::list_object_versions(
+            let mut call = S3Call::list_object_versions(
                 bucket,
                 marker.as_ref().map(|(k, v)| (k.as_str(), v.as_str())),
                 self.page_size,
             );
+            if let Some(prefix) = prefix {
+                call.query.push(("prefix".into(), prefix.into()));
+            }
             let answer = self.expect_success(&call)?;
             let text = answer.text();
             let page = parse_list_page(&text, &["Version", "DeleteMarker"])
                 .map_err(|reason| Self::malformed(&call, reason))?;
-            total += page.count;
+            let before = all.len();
+            for (tag, delete_marker) in [("Version", false), ("DeleteMarker", true)] {
+                for entry in xml_elements(&text, tag) {
+                    all.push(ObjectVersion {
+                        key: xml_text(entry, "Key").unwrap_or_default(),
+                        version_id: xml_text(entry, "VersionId")
+                            .unwrap_or_else(|| "null".to_owned()),
+                        delete_marker,
+                    });
+                }
+            }
+            if (all.len() - before) as u64 != page.count {
+                return Err(Self::malformed(&call, "unreadable Version entries"));
+            }
             if !page.truncated {
-                return Ok(total);
+                return Ok(all);
             }
             let next = (
                 xml_text(&text, "NextKeyMarker").unwrap_or_default(),
@@ -987,6 +1049,20 @@ impl SpacesClient {
             }
             marker = Some(next);
         }
+    }
+
+    /// Deletes one version (or delete marker) of an object for good.
+    pub fn delete_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<(), SpacesError> {
+        self.expect_optional(
+            &S3Call::delete_object_version(bucket, key, version_id),
+            "NoSuchVersion",
+        )
+        .map(drop)
     }
 
     /// Deletes the bucket. A bucket that still holds objects is refused by S3 with
