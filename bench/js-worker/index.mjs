@@ -1,6 +1,6 @@
 // The JavaScript twin of the Rust Worker, for the benchmark only: the same routes subset
 // (/nix-cache-info, /<hash>.narinfo, /nar/<filehash>.nar[.ext]), the same edge cache logic
-// (Cache API lookup, full 200s and narinfo 404s stored with the same Cache-Control) and the
+// (Cache API lookup, full 200s and 404s stored with the same Cache-Control) and the
 // same origin call (a path-style GET to SPACES_ENDPOINT/SPACES_BUCKET/key, SigV4-signed by
 // aws4fetch's AwsClient with the empty-body payload hash). It reads the same bindings.
 import { AwsClient } from "aws4fetch";
@@ -12,7 +12,7 @@ const NARINFO = new RegExp(`^/(${NIX_BASE32}{32})\\.narinfo$`);
 const NAR = new RegExp(`^/nar/(${NIX_BASE32}{52})\\.nar(\\.(xz|zst|bz2|br|lz4|lzip|gz))?$`);
 const PASS_OUT = ["content-type", "content-length", "etag", "last-modified", "accept-ranges", "content-range"];
 const MAX_OBJECT_BYTES = 512 * 1024 * 1024;
-const TTL = { nar: 31536000, narinfo: 86400, negative: 60, info: 86400 };
+const TTL = { nar: 31536000, narinfo: 86400, negative: 60, other: 3600 };
 
 let client;
 let clientKey;
@@ -44,9 +44,9 @@ function cacheControl(kind, status) {
   return `public, max-age=${TTL.narinfo}`;
 }
 
-function storable(kind, status, length) {
-  if (status === 404) return kind === "narinfo";
-  return status === 200 && (length === null || length <= MAX_OBJECT_BYTES);
+function storable(status, length) {
+  if (status === 404) return true;
+  return status === 200 && length !== null && length <= MAX_OBJECT_BYTES;
 }
 
 function relayHit(hit, head) {
@@ -99,13 +99,13 @@ async function serveObject(request, env, ctx, url, kind, key, contentType, head)
 
   if (origin.status === 404) {
     origin.body?.cancel();
-    if (storable(kind, 404, 0)) ctx.waitUntil(cache.put(cacheKey, missing(kind, false)));
+    if (storable(404, 0)) ctx.waitUntil(cache.put(cacheKey, missing(kind, false)));
     return missing(kind, head);
   }
   if (origin.status === 403) {
     const code = await failure(origin);
     if (code === "AccessDenied") {
-      if (storable(kind, 404, 0)) ctx.waitUntil(cache.put(cacheKey, missing(kind, false)));
+      if (storable(404, 0)) ctx.waitUntil(cache.put(cacheKey, missing(kind, false)));
       return missing(kind, head);
     }
     return text(502, `origin refused the Worker's credentials (${code ?? "403"})\n`);
@@ -128,7 +128,7 @@ async function serveObject(request, env, ctx, url, kind, key, contentType, head)
   }
   const response = new Response(origin.body, { status: origin.status, headers: out });
   const length = out.has("content-length") ? Number(out.get("content-length")) : null;
-  if (!range && storable(kind, origin.status, length)) {
+  if (!range && storable(origin.status, length)) {
     ctx.waitUntil(cache.put(cacheKey, response.clone()));
   }
   return response;
@@ -148,7 +148,7 @@ export default {
         headers: {
           "content-type": "text/x-nix-cache-info",
           "content-length": String(body.length),
-          "cache-control": `public, max-age=${TTL.info}`,
+          "cache-control": `public, max-age=${TTL.other}`,
         },
       });
     }
