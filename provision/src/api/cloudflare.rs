@@ -1,0 +1,506 @@
+//! Cloudflare API v4: zones, DNS records, Origin CA certificates and Workers secrets.
+//!
+//! Reference: <https://developers.cloudflare.com/api/>. Auth is
+//! `Authorization: Bearer $CLOUDFLARE_API_TOKEN` everywhere, Origin CA included (the old
+//! `X-Auth-User-Service-Key` is retired). Every answer is an envelope
+//! `{success, errors: [{code, message}], messages, result}`.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{exchange, parse_json, segment, ApiError, Call, HttpSettings};
+use crate::env::Secret;
+
+const PROVIDER: &str = "Cloudflare";
+
+/// The Cloudflare API client: one [`Client::send`] for every call.
+#[derive(Debug)]
+pub struct Client {
+    base_url: String,
+    token: Secret,
+    agent: ureq::Agent,
+    settings: HttpSettings,
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope<T> {
+    success: bool,
+    #[serde(default)]
+    errors: Vec<CfError>,
+    result: Option<T>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CfError {
+    code: Option<i64>,
+    message: String,
+}
+
+impl Client {
+    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token,
+            agent: settings.agent(),
+            settings,
+        }
+    }
+
+    /// Sends `call` and returns the envelope's `result`.
+    pub fn send<C: Call>(&self, call: &C) -> Result<C::Response, ApiError>
+    where
+        C::Response: DeserializeOwned,
+    {
+        let method = call.method();
+        let path = call.path();
+        let url = format!("{}{}", self.base_url, path);
+        let auth = Zeroizing::new(format!("Bearer {}", self.token.expose()));
+        let body = call.body();
+        let query = call.query();
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Accept", "application/json"),
+        ];
+        let answer = exchange(
+            PROVIDER,
+            &self.agent,
+            &self.settings,
+            &super::Request {
+                url: &url,
+                method,
+                path: &path,
+                query: &query,
+                headers: &headers,
+                body: body.as_deref().map(String::as_str),
+            },
+        )?;
+        if (200..300).contains(&answer.status) {
+            let envelope: Envelope<C::Response> =
+                parse_json(PROVIDER, method, &path, &answer.body)?;
+            return match (envelope.success, envelope.result) {
+                (true, Some(result)) => Ok(result),
+                (true, None) => parse_json(PROVIDER, method, &path, "null"),
+                (false, _) => Err(ApiError::Status {
+                    provider: PROVIDER,
+                    method,
+                    path,
+                    status: answer.status,
+                    message: describe(&envelope.errors),
+                }),
+            };
+        }
+        let message = serde_json::from_str::<Envelope<serde::de::IgnoredAny>>(&answer.body)
+            .map(|e| describe(&e.errors))
+            .unwrap_or_else(|_| "(no error message in the answer)".to_owned());
+        Err(ApiError::Status {
+            provider: PROVIDER,
+            method,
+            path,
+            status: answer.status,
+            message,
+        })
+    }
+}
+
+fn describe(errors: &[CfError]) -> String {
+    if errors.is_empty() {
+        return "(no error message in the answer)".to_owned();
+    }
+    errors
+        .iter()
+        .map(|e| match e.code {
+            Some(code) => format!("{} (code {code})", e.message),
+            None => e.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A zone.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Zone {
+    pub id: String,
+    pub name: String,
+}
+
+/// Find a zone by name.
+/// <https://developers.cloudflare.com/api/resources/zones/methods/list/>
+#[derive(Debug)]
+pub struct ListZones<'a> {
+    pub name: &'a str,
+}
+
+impl Call for ListZones<'_> {
+    type Response = Vec<Zone>;
+    fn method(&self) -> &'static str {
+        "GET"
+    }
+    fn path(&self) -> String {
+        "/zones".into()
+    }
+    fn query(&self) -> Vec<(&'static str, String)> {
+        vec![("name", self.name.to_owned())]
+    }
+}
+
+/// A DNS record.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnsRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub record_type: String,
+    pub name: String,
+    pub content: String,
+    #[serde(default)]
+    pub proxied: Option<bool>,
+}
+
+/// List the DNS records with a name.
+/// <https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/list/>
+#[derive(Debug)]
+pub struct ListDnsRecords<'a> {
+    pub zone_id: &'a str,
+    pub name: &'a str,
+}
+
+impl Call for ListDnsRecords<'_> {
+    type Response = Vec<DnsRecord>;
+    fn method(&self) -> &'static str {
+        "GET"
+    }
+    fn path(&self) -> String {
+        format!("/zones/{}/dns_records", segment(self.zone_id))
+    }
+    fn query(&self) -> Vec<(&'static str, String)> {
+        vec![("name", self.name.to_owned()), ("per_page", "100".into())]
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CnameBody<'a> {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    name: &'a str,
+    content: &'a str,
+    proxied: bool,
+    ttl: u32,
+}
+
+/// Create a proxied CNAME record (TTL automatic).
+/// <https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/create/>
+#[derive(Debug)]
+pub struct CreateCname<'a> {
+    pub zone_id: &'a str,
+    pub name: &'a str,
+    pub target: &'a str,
+}
+
+impl Call for CreateCname<'_> {
+    type Response = DnsRecord;
+    fn method(&self) -> &'static str {
+        "POST"
+    }
+    fn path(&self) -> String {
+        format!("/zones/{}/dns_records", segment(self.zone_id))
+    }
+    fn body(&self) -> Option<Zeroizing<String>> {
+        Some(Zeroizing::new(
+            serde_json::json!(CnameBody {
+                record_type: "CNAME",
+                name: self.name,
+                content: self.target,
+                proxied: true,
+                ttl: 1,
+            })
+            .to_string(),
+        ))
+    }
+}
+
+/// Overwrite a DNS record with a proxied CNAME.
+/// <https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/update/>
+#[derive(Debug)]
+pub struct UpdateCname<'a> {
+    pub zone_id: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub target: &'a str,
+}
+
+impl Call for UpdateCname<'_> {
+    type Response = DnsRecord;
+    fn method(&self) -> &'static str {
+        "PUT"
+    }
+    fn path(&self) -> String {
+        format!(
+            "/zones/{}/dns_records/{}",
+            segment(self.zone_id),
+            segment(self.id)
+        )
+    }
+    fn body(&self) -> Option<Zeroizing<String>> {
+        CreateCname {
+            zone_id: self.zone_id,
+            name: self.name,
+            target: self.target,
+        }
+        .body()
+    }
+}
+
+/// Delete a DNS record.
+/// <https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/delete/>
+#[derive(Debug)]
+pub struct DeleteDnsRecord<'a> {
+    pub zone_id: &'a str,
+    pub id: &'a str,
+}
+
+impl Call for DeleteDnsRecord<'_> {
+    type Response = serde::de::IgnoredAny;
+    fn method(&self) -> &'static str {
+        "DELETE"
+    }
+    fn path(&self) -> String {
+        format!(
+            "/zones/{}/dns_records/{}",
+            segment(self.zone_id),
+            segment(self.id)
+        )
+    }
+}
+
+/// An Origin CA certificate.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OriginCertificate {
+    pub id: String,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub expires_on: Option<String>,
+    #[serde(default)]
+    pub certificate: Option<String>,
+    #[serde(default)]
+    pub csr: Option<String>,
+}
+
+/// List a zone's Origin CA certificates.
+/// <https://developers.cloudflare.com/api/resources/origin_ca_certificates/methods/list/>
+#[derive(Debug)]
+pub struct ListOriginCertificates<'a> {
+    pub zone_id: &'a str,
+}
+
+impl Call for ListOriginCertificates<'_> {
+    type Response = Vec<OriginCertificate>;
+    fn method(&self) -> &'static str {
+        "GET"
+    }
+    fn path(&self) -> String {
+        "/certificates".into()
+    }
+    fn query(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("zone_id", self.zone_id.to_owned()),
+            ("per_page", "100".into()),
+        ]
+    }
+}
+
+/// Issue an Origin CA certificate for a CSR.
+/// <https://developers.cloudflare.com/api/resources/origin_ca_certificates/methods/create/>
+#[derive(Debug)]
+pub struct CreateOriginCertificate<'a> {
+    pub hostnames: &'a [String],
+    /// `origin-ecc` or `origin-rsa`.
+    pub request_type: &'static str,
+    pub requested_validity: u32,
+    pub csr: &'a str,
+}
+
+impl Call for CreateOriginCertificate<'_> {
+    type Response = OriginCertificate;
+    fn method(&self) -> &'static str {
+        "POST"
+    }
+    fn path(&self) -> String {
+        "/certificates".into()
+    }
+    fn body(&self) -> Option<Zeroizing<String>> {
+        Some(Zeroizing::new(
+            serde_json::json!({
+                "hostnames": self.hostnames,
+                "request_type": self.request_type,
+                "requested_validity": self.requested_validity,
+                "csr": self.csr,
+            })
+            .to_string(),
+        ))
+    }
+}
+
+/// Revoke an Origin CA certificate.
+/// <https://developers.cloudflare.com/api/resources/origin_ca_certificates/methods/delete/>
+#[derive(Debug)]
+pub struct RevokeOriginCertificate<'a> {
+    pub id: &'a str,
+}
+
+impl Call for RevokeOriginCertificate<'_> {
+    type Response = serde::de::IgnoredAny;
+    fn method(&self) -> &'static str {
+        "DELETE"
+    }
+    fn path(&self) -> String {
+        format!("/certificates/{}", segment(self.id))
+    }
+}
+
+/// A Worker secret's name (its value is never listed).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSecret {
+    pub name: String,
+}
+
+/// List a Worker script's secrets.
+/// <https://developers.cloudflare.com/api/resources/workers/subresources/scripts/subresources/secrets/methods/list/>
+#[derive(Debug)]
+pub struct ListWorkerSecrets<'a> {
+    pub account_id: &'a str,
+    pub script: &'a str,
+}
+
+impl Call for ListWorkerSecrets<'_> {
+    type Response = Vec<WorkerSecret>;
+    fn method(&self) -> &'static str {
+        "GET"
+    }
+    fn path(&self) -> String {
+        format!(
+            "/accounts/{}/workers/scripts/{}/secrets",
+            segment(self.account_id),
+            segment(self.script)
+        )
+    }
+}
+
+/// Add or replace a Worker script's secret (`secret_text`).
+/// <https://developers.cloudflare.com/api/resources/workers/subresources/scripts/subresources/secrets/methods/update/>
+pub struct PutWorkerSecret<'a> {
+    pub account_id: &'a str,
+    pub script: &'a str,
+    pub name: &'a str,
+    pub text: &'a Secret,
+}
+
+impl std::fmt::Debug for PutWorkerSecret<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutWorkerSecret")
+            .field("script", &self.script)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call for PutWorkerSecret<'_> {
+    type Response = serde::de::IgnoredAny;
+    fn method(&self) -> &'static str {
+        "PUT"
+    }
+    fn path(&self) -> String {
+        ListWorkerSecrets {
+            account_id: self.account_id,
+            script: self.script,
+        }
+        .path()
+    }
+    fn body(&self) -> Option<Zeroizing<String>> {
+        Some(Zeroizing::new(
+            serde_json::json!({
+                "name": self.name,
+                "text": self.text.expose(),
+                "type": "secret_text",
+            })
+            .to_string(),
+        ))
+    }
+}
+
+/// Delete a Worker script's secret.
+/// <https://developers.cloudflare.com/api/resources/workers/subresources/scripts/subresources/secrets/methods/delete/>
+#[derive(Debug)]
+pub struct DeleteWorkerSecret<'a> {
+    pub account_id: &'a str,
+    pub script: &'a str,
+    pub name: &'a str,
+}
+
+impl Call for DeleteWorkerSecret<'_> {
+    type Response = serde::de::IgnoredAny;
+    fn method(&self) -> &'static str {
+        "DELETE"
+    }
+    fn path(&self) -> String {
+        format!(
+            "/accounts/{}/workers/scripts/{}/secrets/{}",
+            segment(self.account_id),
+            segment(self.script),
+            segment(self.name)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_errors_keep_the_providers_words() {
+        let e: Envelope<serde::de::IgnoredAny> = serde_json::from_str(
+            r#"{"success":false,"errors":[{"code":7003,"message":"Could not route to /zones/x"}],"messages":[],"result":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&e.errors),
+            "Could not route to /zones/x (code 7003)"
+        );
+    }
+
+    #[test]
+    fn calls_are_data() {
+        let c = CreateCname {
+            zone_id: "z1",
+            name: "cache.example.com",
+            target: "nix-store.fra1.cdn.digitaloceanspaces.com",
+        };
+        let body: serde_json::Value = serde_json::from_str(&c.body().unwrap()).unwrap();
+        assert_eq!(body["proxied"], true);
+        assert_eq!(body["type"], "CNAME");
+        assert_eq!(body["ttl"], 1);
+        let secret = Secret::new("s3cr3t-value");
+        let put = PutWorkerSecret {
+            account_id: "acc",
+            script: "nix-cache",
+            name: "SPACES_SECRET_ACCESS_KEY",
+            text: &secret,
+        };
+        assert_eq!(
+            put.path(),
+            "/accounts/acc/workers/scripts/nix-cache/secrets"
+        );
+        assert!(!format!("{put:?}").contains("s3cr3t"));
+        let body: serde_json::Value = serde_json::from_str(&put.body().unwrap()).unwrap();
+        assert_eq!(body["type"], "secret_text");
+        let hostnames = vec!["cache.example.com".to_owned()];
+        let cert = CreateOriginCertificate {
+            hostnames: &hostnames,
+            request_type: "origin-ecc",
+            requested_validity: 365,
+            csr: "csr",
+        };
+        let body: serde_json::Value = serde_json::from_str(&cert.body().unwrap()).unwrap();
+        assert_eq!(body["requested_validity"], 365);
+    }
+}

@@ -1,0 +1,308 @@
+//! The origin key, its certificate signing request, and certificate expiry.
+//!
+//! The private key lives in memory only, inside [`Zeroizing`] buffers that are wiped on drop.
+//! It reaches disk only through [`write_private_key`], which creates the file with mode 0600
+//! (never a chmod after the fact) and refuses to overwrite an existing file.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// The origin key's algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+pub enum KeyType {
+    /// ECDSA on P-256 with SHA-256 (Cloudflare request type `origin-ecc`).
+    #[serde(rename = "ecdsa-p256")]
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    /// RSA 2048 with SHA-256, as the seed (Cloudflare request type `origin-rsa`).
+    #[serde(rename = "rsa-2048")]
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+}
+
+impl KeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::Rsa2048 => "rsa-2048",
+        }
+    }
+
+    /// Cloudflare Origin CA's `request_type` for a CSR with this key.
+    pub fn origin_ca_request_type(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "origin-ecc",
+            Self::Rsa2048 => "origin-rsa",
+        }
+    }
+}
+
+/// A freshly generated origin key. `Debug` never shows it.
+pub struct OriginKey {
+    key_type: KeyType,
+    pkcs8_pem: Zeroizing<String>,
+    key_pair: rcgen::KeyPair,
+}
+
+impl fmt::Debug for OriginKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OriginKey")
+            .field("key_type", &self.key_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OriginKey {
+    /// Generates a new key from the operating system's random source.
+    pub fn generate(key_type: KeyType) -> anyhow::Result<Self> {
+        match key_type {
+            KeyType::EcdsaP256 => {
+                let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                    .context("generating an ECDSA P-256 key")?;
+                let pkcs8_pem = Zeroizing::new(key_pair.serialize_pem());
+                Ok(Self {
+                    key_type,
+                    pkcs8_pem,
+                    key_pair,
+                })
+            }
+            KeyType::Rsa2048 => {
+                use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+                let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+                    .context("generating an RSA 2048 key")?;
+                let pem = key
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .context("encoding the RSA key as PKCS#8")?;
+                let pkcs8_pem = Zeroizing::new(pem.as_str().to_owned());
+                let key_pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(
+                    &pkcs8_pem,
+                    &rcgen::PKCS_RSA_SHA256,
+                )
+                .context("loading the RSA key for signing")?;
+                Ok(Self {
+                    key_type,
+                    pkcs8_pem,
+                    key_pair,
+                })
+            }
+        }
+    }
+
+    pub fn key_type(&self) -> KeyType {
+        self.key_type
+    }
+
+    /// The PKCS#8 PEM, for the one request that uploads it to DigitalOcean and for `--key-out`.
+    pub fn private_key_pem(&self) -> &str {
+        &self.pkcs8_pem
+    }
+
+    /// A PEM certificate signing request for `hostname` (subject CN and the only SAN).
+    pub fn csr(&self, hostname: &str) -> anyhow::Result<String> {
+        let mut params = rcgen::CertificateParams::new(vec![hostname.to_owned()])
+            .with_context(|| format!("building a CSR for {hostname}"))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, hostname);
+        let csr = params
+            .serialize_request(&self.key_pair)
+            .with_context(|| format!("signing the CSR for {hostname}"))?;
+        csr.pem().context("encoding the CSR as PEM")
+    }
+}
+
+/// Writes the private key to `path`, created with mode 0600; an existing file is not touched.
+pub fn write_private_key(path: &Path, key: &OriginKey) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "--key-out: creating {} (it must not exist yet)",
+            path.display()
+        )
+    })?;
+    file.write_all(key.private_key_pem().as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("--key-out: writing {}", path.display()))
+}
+
+/// Writes `contents` (a secret) to `path` with mode 0600, replacing any earlier file. The file
+/// is created fresh so it never exists with looser permissions, even briefly.
+pub fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing the old {}", path.display())),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A certificate's facts that provision needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// `notAfter`, Unix seconds.
+    pub not_after: i64,
+    /// The subject's DNS names (SAN, or CN when there is no SAN).
+    pub dns_names: Vec<String>,
+    pub issuer: String,
+}
+
+/// Reads `notAfter`, names and issuer from a PEM certificate (the first one in the text).
+pub fn certificate_facts(pem: &str) -> anyhow::Result<CertificateFacts> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
+    let mut dns_names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(n) = name {
+                dns_names.push((*n).to_owned());
+            }
+        }
+    }
+    if dns_names.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(cn) = cn.as_str() {
+                dns_names.push(cn.to_owned());
+            }
+        }
+    }
+    Ok(CertificateFacts {
+        not_after: cert.validity().not_after.timestamp(),
+        dns_names,
+        issuer: cert.issuer().to_string(),
+    })
+}
+
+/// Parses an RFC 3339 time as DigitalOcean and Cloudflare write them, to Unix seconds.
+pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{text:?} is not an RFC 3339 time"))?;
+    Ok(t.unix_timestamp())
+}
+
+/// Formats Unix seconds as a date for people, e.g. `2026-03-01`.
+pub fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(key: &OriginKey, hostname: &str, days: i64) -> String {
+        let mut params = rcgen::CertificateParams::new(vec![hostname.to_owned()]).unwrap();
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        params.not_after =
+            time::OffsetDateTime::from_unix_timestamp(1_700_000_000 + days * 86_400).unwrap();
+        params.self_signed(&key.key_pair).unwrap().pem()
+    }
+
+    #[test]
+    fn ecdsa_key_csr_and_expiry() {
+        let key = OriginKey::generate(KeyType::EcdsaP256).unwrap();
+        assert!(key
+            .private_key_pem()
+            .starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(!format!("{key:?}").contains("PRIVATE"));
+        let csr = key.csr("cache.example.com").unwrap();
+        assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(csr.as_bytes()).unwrap();
+        let (_, req) =
+            <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<x509_parser::error::X509Error>>::from_der(&pem.contents)
+                .unwrap();
+        req.verify_signature().unwrap();
+        assert!(req
+            .certification_request_info
+            .subject
+            .to_string()
+            .contains("CN=cache.example.com"));
+
+        let cert = self_signed(&key, "cache.example.com", 365);
+        let facts = certificate_facts(&cert).unwrap();
+        assert_eq!(facts.not_after, 1_700_000_000 + 365 * 86_400);
+        assert_eq!(facts.dns_names, vec!["cache.example.com".to_owned()]);
+    }
+
+    #[test]
+    fn two_keys_differ() {
+        let a = OriginKey::generate(KeyType::EcdsaP256).unwrap();
+        let b = OriginKey::generate(KeyType::EcdsaP256).unwrap();
+        assert_ne!(a.private_key_pem(), b.private_key_pem());
+    }
+
+    #[test]
+    fn rsa_key_makes_a_valid_csr() {
+        let key = OriginKey::generate(KeyType::Rsa2048).unwrap();
+        assert_eq!(key.key_type().origin_ca_request_type(), "origin-rsa");
+        let csr = key.csr("cache.example.com").unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(csr.as_bytes()).unwrap();
+        let (_, req) =
+            <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<x509_parser::error::X509Error>>::from_der(&pem.contents)
+                .unwrap();
+        req.verify_signature().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_out_is_0600_and_never_overwrites() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("origin.key");
+        let key = OriginKey::generate(KeyType::EcdsaP256).unwrap();
+        write_private_key(&path, &key).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            key.private_key_pem()
+        );
+        assert!(write_private_key(&path, &key).is_err());
+
+        let secrets = dir.path().join("secrets.json");
+        write_secret_file(&secrets, "{}").unwrap();
+        write_secret_file(&secrets, "{\"a\":1}").unwrap();
+        let mode = std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(
+            parse_rfc3339("2017-02-22T00:23:00Z").unwrap(),
+            1_487_722_980
+        );
+        assert_eq!(
+            parse_rfc3339("2014-01-01T05:20:00.12345Z").unwrap(),
+            1_388_553_600
+        );
+        assert!(parse_rfc3339("yesterday").is_err());
+        assert_eq!(date(1_487_722_980), "2017-02-22");
+    }
+}

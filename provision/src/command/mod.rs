@@ -1,0 +1,67 @@
+//! One file per subcommand, each with its args struct and `run()`.
+
+pub mod apply;
+pub mod destroy;
+pub mod output;
+pub mod plan;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, Overrides};
+use crate::env::Env;
+use crate::observe::Providers;
+use crate::plan::Desired;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(
+        &cli.config,
+        cli.config_given(),
+        &Overrides::from(&cli.flags),
+    )?;
+    match cli.command {
+        Command::Plan(args) => plan::run(&args, &config),
+        Command::Apply(args) => apply::run(&args, &config),
+        Command::Destroy(args) => destroy::run(&args, &config),
+        Command::Output(args) => output::run(&args, &config),
+    }
+}
+
+/// What `plan`, `apply` and `destroy` share: the environment, the clients, the desired state.
+#[derive(Debug)]
+pub struct Session {
+    pub env: Env,
+    pub providers: Providers,
+    pub desired: Desired,
+}
+
+impl Session {
+    pub fn open(config: &Config) -> anyhow::Result<Self> {
+        let env = Env::from_process()?;
+        let providers = Providers::new(&env, &config.region)?;
+        let desired = Desired::from_config(config, env.cloudflare_account_id.as_deref(), now()?);
+        Ok(Self {
+            env,
+            providers,
+            desired,
+        })
+    }
+}
+
+/// The current time, Unix seconds. `PROVISION_NOW` replaces the clock for certificate
+/// rotation decisions (to rehearse a rotation); signing always uses the real clock.
+pub fn now() -> anyhow::Result<i64> {
+    if let Ok(v) = std::env::var("PROVISION_NOW") {
+        return v
+            .trim()
+            .parse()
+            .with_context(|| format!("PROVISION_NOW={v:?} is not Unix seconds"));
+    }
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    Ok(since.as_secs() as i64)
+}

@@ -1,0 +1,768 @@
+//! The pure core: `plan(desired, observed) -> Vec<Change>`, in apply order.
+//!
+//! No I/O here. [`Desired`] comes from the config (plus the clock, passed in as `now`);
+//! [`Observed`] is what the providers answered. Apply executes the changes in the order
+//! returned: bucket, lifecycle, versioning, policy, nix-cache-info, origin certificate,
+//! DigitalOcean certificate, CDN endpoint, CNAME, the Worker's key, then the removal of
+//! certificates and keys that are old or were left half-made by an interrupted apply.
+//!
+//! A DigitalOcean certificate that holds an origin certificate is named
+//! `<hostname-with-dashes>-origin-<last 12 characters of the origin certificate's id>`,
+//! which is how an origin certificate and its upload find each other again.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::config::{CdnCertificate, Config};
+
+/// DigitalOcean's `certificate_id` for its managed certificate on a CDN custom domain.
+pub const MANAGED_CERTIFICATE: &str = "needs-cloudflare-cert";
+/// The `nix-cache-info` object's content type.
+pub const CACHE_INFO_CONTENT_TYPE: &str = "text/x-nix-cache-info";
+/// Seconds in a day.
+const DAY: i64 = 86_400;
+
+/// A lifecycle rule as provision writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Lifecycle {
+    pub expiration_days: u32,
+    pub abort_multipart_days: u32,
+}
+
+/// Where the Worker's read-only key goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerSecretsTarget {
+    /// Straight into the Worker's secrets through Cloudflare's API.
+    Cloudflare { account_id: String, script: String },
+    /// A 0600 JSON file for `wrangler secret bulk`.
+    File(std::path::PathBuf),
+}
+
+/// What the config asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub hostname: String,
+    pub zone: String,
+    pub region: String,
+    pub bucket: String,
+    pub lifecycle: Lifecycle,
+    pub versioning: bool,
+    /// The policy document when anonymous reads are granted.
+    pub policy: Option<serde_json::Value>,
+    pub cache_info: String,
+    pub origin: String,
+    pub cdn_endpoint: String,
+    pub cdn_ttl: u32,
+    pub cdn_certificate: CdnCertificate,
+    pub do_certificate_prefix: String,
+    pub rotate_within_days: u32,
+    pub worker_key_name: String,
+    pub worker_secrets: WorkerSecretsTarget,
+    /// The current time, Unix seconds.
+    pub now: i64,
+}
+
+impl Desired {
+    pub fn from_config(config: &Config, cloudflare_account_id: Option<&str>, now: i64) -> Self {
+        let worker_secrets = match (cloudflare_account_id, &config.worker_name) {
+            (Some(account_id), Some(script)) => WorkerSecretsTarget::Cloudflare {
+                account_id: account_id.to_owned(),
+                script: script.clone(),
+            },
+            _ => WorkerSecretsTarget::File(config.worker_secrets_file.clone()),
+        };
+        Self {
+            hostname: config.hostname.clone(),
+            zone: config.zone.clone(),
+            region: config.region.clone(),
+            bucket: config.bucket.clone(),
+            lifecycle: Lifecycle {
+                expiration_days: config.expiration_days,
+                abort_multipart_days: config.abort_multipart_days,
+            },
+            versioning: config.versioning,
+            policy: config
+                .public_reads
+                .then(|| anonymous_read_policy(&config.bucket)),
+            cache_info: config.cache_info_text(),
+            origin: config.origin(),
+            cdn_endpoint: config.cdn_endpoint(),
+            cdn_ttl: config.cdn_ttl,
+            cdn_certificate: config.cdn_certificate,
+            do_certificate_prefix: config.do_certificate_prefix(),
+            rotate_within_days: config.rotate_within_days,
+            worker_key_name: config.worker_key_name(),
+            worker_secrets,
+            now,
+        }
+    }
+
+    /// The DigitalOcean certificate name for an origin certificate id.
+    pub fn do_certificate_name(&self, origin_certificate_id: &str) -> String {
+        let tail: String = {
+            let chars: Vec<char> = origin_certificate_id.chars().collect();
+            chars[chars.len().saturating_sub(12)..].iter().collect()
+        };
+        format!(
+            "{}{}",
+            self.do_certificate_prefix,
+            tail.to_ascii_lowercase()
+        )
+    }
+}
+
+pub use crate::api::spaces::anonymous_read_policy;
+
+/// A Cloudflare Origin CA certificate for the hostname.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginCertificate {
+    pub id: String,
+    pub expires_at: i64,
+}
+
+/// A DigitalOcean certificate whose name has this hostname's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoCertificate {
+    pub id: String,
+    pub name: String,
+    pub not_after: i64,
+}
+
+/// The CDN endpoint whose origin is the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdnEndpoint {
+    pub id: String,
+    pub endpoint: String,
+    pub ttl: u32,
+    pub custom_domain: Option<String>,
+    pub certificate_id: Option<String>,
+}
+
+/// A DNS record named like the hostname.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub id: String,
+    pub record_type: String,
+    pub content: String,
+    pub proxied: bool,
+}
+
+/// A Spaces key named like the Worker's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpacesKey {
+    pub access_key: String,
+    /// Its grants as (bucket, permission).
+    pub grants: Vec<(String, String)>,
+}
+
+/// What the providers hold now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub bucket_exists: bool,
+    pub lifecycle: Option<Lifecycle>,
+    /// `Some(true)` enabled, `Some(false)` suspended, `None` never set.
+    pub versioning: Option<bool>,
+    pub policy: Option<serde_json::Value>,
+    /// The object's body and content type.
+    pub cache_info: Option<(String, Option<String>)>,
+    pub origin_certificates: Vec<OriginCertificate>,
+    pub do_certificates: Vec<DoCertificate>,
+    pub cdn: Option<CdnEndpoint>,
+    pub dns: Vec<DnsRecord>,
+    pub worker_keys: Vec<SpacesKey>,
+    /// Whether the Worker's two secrets exist (in Cloudflare, or as the secrets file).
+    pub worker_secrets_present: bool,
+}
+
+/// What kind of change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+    Delete,
+    Replace,
+}
+
+impl Action {
+    /// `+`, `~`, `=`, `-`, `-/+`, as Terraform prints them.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Create => "+",
+            Self::Update => "~",
+            Self::Unchanged => "=",
+            Self::Delete => "-",
+            Self::Replace => "-/+",
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Unchanged => "unchanged",
+            Self::Delete => "delete",
+            Self::Replace => "replace",
+        }
+    }
+}
+
+/// Which resource a change is about. `id`s name an existing resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resource {
+    Bucket,
+    Lifecycle,
+    Versioning,
+    Policy,
+    CacheInfo,
+    /// The current origin certificate (Cloudflare Origin CA) and its key.
+    OriginCertificate {
+        id: Option<String>,
+    },
+    /// The current origin certificate's upload to DigitalOcean.
+    DoCertificate {
+        id: Option<String>,
+    },
+    CdnEndpoint {
+        id: Option<String>,
+    },
+    DnsRecord {
+        id: Option<String>,
+    },
+    /// The Worker's read-only Spaces key and where its secret is stored.
+    WorkerKey {
+        access_key: Option<String>,
+    },
+    /// A DigitalOcean certificate that is no longer needed.
+    OldDoCertificate {
+        id: String,
+        name: String,
+    },
+    /// An origin certificate that is no longer needed (revoked when removed).
+    OldOriginCertificate {
+        id: String,
+    },
+    /// A Spaces key with the Worker key's name that is not the one kept.
+    OldWorkerKey {
+        access_key: String,
+    },
+}
+
+/// One line of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub resource: Resource,
+    pub action: Action,
+    /// Why, for people.
+    pub reason: String,
+}
+
+impl Change {
+    fn new(resource: Resource, action: Action, reason: impl Into<String>) -> Self {
+        Self {
+            resource,
+            action,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn is_change(&self) -> bool {
+        self.action != Action::Unchanged
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = |id: &Option<String>| id.as_deref().map(|i| format!(" {i}")).unwrap_or_default();
+        match self {
+            Self::Bucket => f.write_str("bucket"),
+            Self::Lifecycle => f.write_str("lifecycle rule"),
+            Self::Versioning => f.write_str("versioning"),
+            Self::Policy => f.write_str("bucket policy"),
+            Self::CacheInfo => f.write_str("nix-cache-info object"),
+            Self::OriginCertificate { id: i } => write!(f, "origin certificate{}", id(i)),
+            Self::DoCertificate { id: i } => write!(f, "digitalocean certificate{}", id(i)),
+            Self::CdnEndpoint { id: i } => write!(f, "cdn endpoint{}", id(i)),
+            Self::DnsRecord { id: i } => write!(f, "dns record{}", id(i)),
+            Self::WorkerKey { access_key } => write!(f, "worker spaces key{}", id(access_key)),
+            Self::OldDoCertificate { id, name } => {
+                write!(f, "digitalocean certificate {id} ({name})")
+            }
+            Self::OldOriginCertificate { id } => write!(f, "origin certificate {id}"),
+            Self::OldWorkerKey { access_key } => write!(f, "worker spaces key {access_key}"),
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<3} {:<9} {}: {}",
+            self.action.symbol(),
+            self.action.word(),
+            self.resource,
+            self.reason
+        )
+    }
+}
+
+/// Whether any change is more than `Unchanged`.
+pub fn has_changes(changes: &[Change]) -> bool {
+    changes.iter().any(Change::is_change)
+}
+
+/// The changes that take `observed` to `desired`, in apply order.
+pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let bucket = &desired.bucket;
+
+    // 1. Bucket.
+    changes.push(if observed.bucket_exists {
+        Change::new(
+            Resource::Bucket,
+            Action::Unchanged,
+            format!("{bucket} exists in {}", desired.region),
+        )
+    } else {
+        Change::new(
+            Resource::Bucket,
+            Action::Create,
+            format!("{bucket} in {}, private ACL", desired.region),
+        )
+    });
+
+    // 2. Lifecycle.
+    let want = desired.lifecycle;
+    let rule = format!(
+        "expire objects after {} days, abort multipart uploads after {} days",
+        want.expiration_days, want.abort_multipart_days
+    );
+    changes.push(match observed.lifecycle {
+        Some(have) if have == want => Change::new(Resource::Lifecycle, Action::Unchanged, rule),
+        Some(have) => Change::new(
+            Resource::Lifecycle,
+            Action::Update,
+            format!(
+                "{rule} (now {} and {} days)",
+                have.expiration_days, have.abort_multipart_days
+            ),
+        ),
+        None => Change::new(Resource::Lifecycle, Action::Create, rule),
+    });
+
+    // 3. Versioning.
+    changes.push(match (desired.versioning, observed.versioning) {
+        (true, Some(true)) => Change::new(Resource::Versioning, Action::Unchanged, "enabled"),
+        (true, Some(false)) => {
+            Change::new(Resource::Versioning, Action::Update, "suspended → enabled")
+        }
+        (true, None) => Change::new(Resource::Versioning, Action::Create, "enable"),
+        (false, Some(true)) => {
+            Change::new(Resource::Versioning, Action::Update, "enabled → suspended")
+        }
+        (false, _) => Change::new(Resource::Versioning, Action::Unchanged, "not enabled"),
+    });
+
+    // 4. Policy.
+    changes.push(match (&desired.policy, &observed.policy) {
+        (Some(want), Some(have)) if crate::api::spaces::policy_equivalent(want, have) => {
+            Change::new(
+                Resource::Policy,
+                Action::Unchanged,
+                "anonymous s3:GetObject on the bucket's objects",
+            )
+        }
+        (Some(_), Some(_)) => Change::new(
+            Resource::Policy,
+            Action::Update,
+            "replace the policy with anonymous s3:GetObject on the bucket's objects",
+        ),
+        (Some(_), None) => Change::new(
+            Resource::Policy,
+            Action::Create,
+            "grant anonymous s3:GetObject on the bucket's objects",
+        ),
+        (None, Some(_)) => Change::new(
+            Resource::Policy,
+            Action::Delete,
+            "public_reads = false: remove the policy, only signed reads remain",
+        ),
+        (None, None) => Change::new(
+            Resource::Policy,
+            Action::Unchanged,
+            "none (public_reads = false)",
+        ),
+    });
+
+    // 5. nix-cache-info.
+    changes.push(match &observed.cache_info {
+        Some((body, content_type))
+            if *body == desired.cache_info
+                && content_type.as_deref() == Some(CACHE_INFO_CONTENT_TYPE) =>
+        {
+            Change::new(
+                Resource::CacheInfo,
+                Action::Unchanged,
+                one_line(&desired.cache_info),
+            )
+        }
+        Some((body, _)) if *body == desired.cache_info => Change::new(
+            Resource::CacheInfo,
+            Action::Update,
+            format!("content type → {}", CACHE_INFO_CONTENT_TYPE),
+        ),
+        Some(_) => Change::new(
+            Resource::CacheInfo,
+            Action::Update,
+            one_line(&desired.cache_info),
+        ),
+        None => Change::new(
+            Resource::CacheInfo,
+            Action::Create,
+            one_line(&desired.cache_info),
+        ),
+    });
+
+    // 6, 7. The origin certificate and its DigitalOcean upload, as a pair.
+    let rotate_before = desired.now + i64::from(desired.rotate_within_days) * DAY;
+    let pair_of = |origin: &OriginCertificate| {
+        let name = desired.do_certificate_name(&origin.id);
+        observed.do_certificates.iter().find(|c| c.name == name)
+    };
+    let mut pairs: Vec<(&OriginCertificate, &DoCertificate)> = observed
+        .origin_certificates
+        .iter()
+        .filter_map(|o| pair_of(o).map(|d| (o, d)))
+        .collect();
+    pairs.sort_by_key(|(o, d)| std::cmp::Reverse(o.expires_at.min(d.not_after)));
+    let current = pairs
+        .first()
+        .copied()
+        .filter(|(o, d)| o.expires_at.min(d.not_after) > rotate_before);
+    let kept_origin = current.map(|(o, _)| o.id.clone());
+    let kept_do = current.map(|(_, d)| d.id.clone());
+    match current {
+        Some((o, d)) => {
+            changes.push(Change::new(
+                Resource::OriginCertificate {
+                    id: Some(o.id.clone()),
+                },
+                Action::Unchanged,
+                format!(
+                    "for {}, expires {}",
+                    desired.hostname,
+                    crate::certs::date(o.expires_at)
+                ),
+            ));
+            changes.push(Change::new(
+                Resource::DoCertificate {
+                    id: Some(d.id.clone()),
+                },
+                Action::Unchanged,
+                d.name.clone(),
+            ));
+        }
+        None => {
+            let (action, why) = match pairs.first() {
+                Some((o, _)) => (
+                    Action::Replace,
+                    format!(
+                        "{} expires {}, within {} days: rotate with a new key",
+                        o.id,
+                        crate::certs::date(o.expires_at),
+                        desired.rotate_within_days
+                    ),
+                ),
+                None if !observed.origin_certificates.is_empty() => (
+                    Action::Create,
+                    "new key and CSR; the existing origin certificates have no DigitalOcean \
+                     upload and their keys are gone"
+                        .to_owned(),
+                ),
+                None => (
+                    Action::Create,
+                    "new key and CSR, issued by Cloudflare's Origin CA".to_owned(),
+                ),
+            };
+            changes.push(Change::new(
+                Resource::OriginCertificate { id: None },
+                action,
+                format!("for {}: {why}", desired.hostname),
+            ));
+            changes.push(Change::new(
+                Resource::DoCertificate { id: None },
+                action,
+                "upload the new origin certificate and key as a custom certificate",
+            ));
+        }
+    }
+
+    // 8. CDN endpoint.
+    let cdn_certificate_ok = |have: Option<&str>| -> bool {
+        match desired.cdn_certificate {
+            CdnCertificate::Managed => have == Some(MANAGED_CERTIFICATE),
+            CdnCertificate::OriginCa => kept_do.is_some() && have == kept_do.as_deref(),
+            CdnCertificate::Auto => {
+                have == Some(MANAGED_CERTIFICATE)
+                    || (kept_do.is_some() && have == kept_do.as_deref())
+            }
+        }
+    };
+    let certificate_words = match desired.cdn_certificate {
+        CdnCertificate::Managed => "DigitalOcean's managed certificate".to_owned(),
+        CdnCertificate::OriginCa => "the origin certificate".to_owned(),
+        CdnCertificate::Auto => "the origin certificate (auto: DigitalOcean's managed certificate \
+                                 if the CDN refuses a Cloudflare Origin CA certificate)"
+            .to_owned(),
+    };
+    let cdn_endpoint = match &observed.cdn {
+        Some(cdn) => {
+            let mut diffs = Vec::new();
+            if cdn.ttl != desired.cdn_ttl {
+                diffs.push(format!("ttl {} → {}", cdn.ttl, desired.cdn_ttl));
+            }
+            if cdn.custom_domain.as_deref() != Some(desired.hostname.as_str()) {
+                diffs.push(format!(
+                    "custom domain {} → {}",
+                    cdn.custom_domain.as_deref().unwrap_or("none"),
+                    desired.hostname
+                ));
+            }
+            if !cdn_certificate_ok(cdn.certificate_id.as_deref()) {
+                diffs.push(format!("certificate → {certificate_words}"));
+            }
+            if diffs.is_empty() {
+                let serving = if cdn.certificate_id.as_deref() == Some(MANAGED_CERTIFICATE) {
+                    if desired.cdn_certificate == CdnCertificate::Auto {
+                        "DigitalOcean's managed certificate (auto: the CDN refused the Cloudflare \
+                         Origin CA certificate)"
+                    } else {
+                        "DigitalOcean's managed certificate"
+                    }
+                } else {
+                    "the origin certificate"
+                };
+                changes.push(Change::new(
+                    Resource::CdnEndpoint {
+                        id: Some(cdn.id.clone()),
+                    },
+                    Action::Unchanged,
+                    format!("{} on {} with {serving}", cdn.endpoint, desired.hostname),
+                ));
+            } else {
+                changes.push(Change::new(
+                    Resource::CdnEndpoint {
+                        id: Some(cdn.id.clone()),
+                    },
+                    Action::Update,
+                    diffs.join(", "),
+                ));
+            }
+            cdn.endpoint.clone()
+        }
+        None => {
+            changes.push(Change::new(
+                Resource::CdnEndpoint { id: None },
+                Action::Create,
+                format!(
+                    "for {} on {}, ttl {}, with {certificate_words}",
+                    desired.origin, desired.hostname, desired.cdn_ttl
+                ),
+            ));
+            desired.cdn_endpoint.clone()
+        }
+    };
+
+    // 9. Proxied CNAME.
+    let cname = observed.dns.iter().find(|r| r.record_type == "CNAME");
+    let target = format!("{} → {cdn_endpoint}, proxied", desired.hostname);
+    changes.push(match cname {
+        Some(r) if r.content.trim_end_matches('.') == cdn_endpoint && r.proxied => Change::new(
+            Resource::DnsRecord {
+                id: Some(r.id.clone()),
+            },
+            Action::Unchanged,
+            format!("CNAME {target}"),
+        ),
+        Some(r) => Change::new(
+            Resource::DnsRecord {
+                id: Some(r.id.clone()),
+            },
+            Action::Update,
+            format!(
+                "CNAME {target} (now → {}{})",
+                r.content,
+                if r.proxied { ", proxied" } else { ", DNS only" }
+            ),
+        ),
+        None => Change::new(
+            Resource::DnsRecord { id: None },
+            Action::Create,
+            format!("CNAME {target} in zone {}", desired.zone),
+        ),
+    });
+
+    // 10. The Worker's read-only key.
+    let where_to = match &desired.worker_secrets {
+        WorkerSecretsTarget::Cloudflare { script, .. } => {
+            format!("stored as Worker {script}'s secrets")
+        }
+        WorkerSecretsTarget::File(path) => {
+            format!("written to {} for `wrangler secret bulk`", path.display())
+        }
+    };
+    let read_only = |k: &SpacesKey| k.grants == [(desired.bucket.clone(), "read".to_owned())];
+    let kept_key = observed.worker_keys.iter().find(|k| read_only(k));
+    let kept_key = kept_key.filter(|_| observed.worker_secrets_present);
+    match (kept_key, observed.worker_keys.first()) {
+        (Some(k), _) => changes.push(Change::new(
+            Resource::WorkerKey {
+                access_key: Some(k.access_key.clone()),
+            },
+            Action::Unchanged,
+            format!("{}: read on {bucket}, {where_to}", desired.worker_key_name),
+        )),
+        (None, Some(_)) => changes.push(Change::new(
+            Resource::WorkerKey { access_key: None },
+            Action::Replace,
+            format!(
+                "{}: a key by this name exists but its secret was not stored (a secret is shown \
+                 only once): new key with read on {bucket}, {where_to}",
+                desired.worker_key_name
+            ),
+        )),
+        (None, None) => changes.push(Change::new(
+            Resource::WorkerKey { access_key: None },
+            Action::Create,
+            format!("{}: read on {bucket}, {where_to}", desired.worker_key_name),
+        )),
+    }
+
+    // 11. Clean-up, after the CDN and the CNAME point at the current resources.
+    for d in &observed.do_certificates {
+        if Some(&d.id) != kept_do.as_ref() {
+            let why = if observed
+                .cdn
+                .as_ref()
+                .and_then(|c| c.certificate_id.as_ref())
+                == Some(&d.id)
+            {
+                "replaced; the CDN switches to the new certificate first"
+            } else {
+                "not the current origin certificate"
+            };
+            changes.push(Change::new(
+                Resource::OldDoCertificate {
+                    id: d.id.clone(),
+                    name: d.name.clone(),
+                },
+                Action::Delete,
+                why,
+            ));
+        }
+    }
+    for o in &observed.origin_certificates {
+        if Some(&o.id) != kept_origin.as_ref() {
+            let why = if pair_of(o).is_some() {
+                "replaced: revoke"
+            } else {
+                "never uploaded to DigitalOcean and its key is gone: revoke"
+            };
+            changes.push(Change::new(
+                Resource::OldOriginCertificate { id: o.id.clone() },
+                Action::Delete,
+                why,
+            ));
+        }
+    }
+    for k in &observed.worker_keys {
+        if Some(&k.access_key) != kept_key.map(|k| &k.access_key) {
+            changes.push(Change::new(
+                Resource::OldWorkerKey {
+                    access_key: k.access_key.clone(),
+                },
+                Action::Delete,
+                "not the Worker's current key",
+            ));
+        }
+    }
+    changes
+}
+
+fn one_line(text: &str) -> String {
+    text.trim_end().replace('\n', ", ")
+}
+
+/// What `destroy` removes, in reverse apply order (only what exists).
+pub fn destroy_plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for k in &observed.worker_keys {
+        changes.push(Change::new(
+            Resource::OldWorkerKey {
+                access_key: k.access_key.clone(),
+            },
+            Action::Delete,
+            format!("{} (the Worker's read-only key)", desired.worker_key_name),
+        ));
+    }
+    for r in observed.dns.iter().filter(|r| r.record_type == "CNAME") {
+        changes.push(Change::new(
+            Resource::DnsRecord {
+                id: Some(r.id.clone()),
+            },
+            Action::Delete,
+            format!("CNAME {} → {}", desired.hostname, r.content),
+        ));
+    }
+    if let Some(cdn) = &observed.cdn {
+        changes.push(Change::new(
+            Resource::CdnEndpoint {
+                id: Some(cdn.id.clone()),
+            },
+            Action::Delete,
+            format!("{} for {}", cdn.endpoint, desired.origin),
+        ));
+    }
+    for d in &observed.do_certificates {
+        changes.push(Change::new(
+            Resource::OldDoCertificate {
+                id: d.id.clone(),
+                name: d.name.clone(),
+            },
+            Action::Delete,
+            "custom certificate",
+        ));
+    }
+    for o in &observed.origin_certificates {
+        changes.push(Change::new(
+            Resource::OldOriginCertificate { id: o.id.clone() },
+            Action::Delete,
+            format!("revoke, for {}", desired.hostname),
+        ));
+    }
+    if observed.bucket_exists {
+        if observed.cache_info.is_some() {
+            changes.push(Change::new(
+                Resource::CacheInfo,
+                Action::Delete,
+                "nix-cache-info",
+            ));
+        }
+        changes.push(Change::new(
+            Resource::Bucket,
+            Action::Delete,
+            format!(
+                "{} in {} (with its policy, lifecycle rule and versioning)",
+                desired.bucket, desired.region
+            ),
+        ));
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,620 @@
+//! Plan tables: desired × observed → changes.
+
+use super::*;
+use crate::config::{Config, FileConfig, Overrides};
+
+const NOW: i64 = 1_800_000_000;
+
+fn config(o: Overrides) -> Config {
+    Config::resolve(
+        FileConfig::default(),
+        &Overrides {
+            hostname: Some("cache.example.com".into()),
+            ..o
+        },
+    )
+    .unwrap()
+}
+
+fn desired() -> Desired {
+    Desired::from_config(&config(Overrides::default()), None, NOW)
+}
+
+fn desired_with(o: Overrides) -> Desired {
+    Desired::from_config(&config(o), Some("acc"), NOW)
+}
+
+const ORIGIN_ID: &str = "393687095301390512233355428385723004522017";
+
+/// The state a complete apply leaves behind.
+fn converged(d: &Desired) -> Observed {
+    let do_id = "0b9c3b5e-9d1a-4a54-8b0e-5e0b1c2f3a4d".to_owned();
+    Observed {
+        bucket_exists: true,
+        lifecycle: Some(d.lifecycle),
+        versioning: d.versioning.then_some(true),
+        policy: d.policy.clone(),
+        cache_info: Some((d.cache_info.clone(), Some(CACHE_INFO_CONTENT_TYPE.into()))),
+        origin_certificates: vec![OriginCertificate {
+            id: ORIGIN_ID.into(),
+            expires_at: NOW + 300 * DAY,
+        }],
+        do_certificates: vec![DoCertificate {
+            id: do_id.clone(),
+            name: d.do_certificate_name(ORIGIN_ID),
+            not_after: NOW + 300 * DAY,
+        }],
+        cdn: Some(CdnEndpoint {
+            id: "cdn-1".into(),
+            endpoint: d.cdn_endpoint.clone(),
+            ttl: d.cdn_ttl,
+            custom_domain: Some(d.hostname.clone()),
+            certificate_id: Some(match d.cdn_certificate {
+                CdnCertificate::Managed => MANAGED_CERTIFICATE.into(),
+                _ => do_id,
+            }),
+        }),
+        dns: vec![DnsRecord {
+            id: "dns-1".into(),
+            record_type: "CNAME".into(),
+            content: d.cdn_endpoint.clone(),
+            proxied: true,
+        }],
+        worker_keys: vec![SpacesKey {
+            access_key: "DOWORKERKEY".into(),
+            grants: vec![(d.bucket.clone(), "read".into())],
+        }],
+        worker_secrets_present: true,
+    }
+}
+
+/// A model of apply: what the providers hold after executing `changes` on `observed`.
+fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Observed {
+    let mut o = observed.clone();
+    let mut new_origin = None;
+    for c in changes.iter().filter(|c| c.is_change()) {
+        match (&c.resource, c.action) {
+            (Resource::Bucket, _) => o.bucket_exists = true,
+            (Resource::Lifecycle, _) => o.lifecycle = Some(d.lifecycle),
+            (Resource::Versioning, _) => o.versioning = Some(d.versioning),
+            (Resource::Policy, Action::Delete) => o.policy = None,
+            (Resource::Policy, _) => o.policy = d.policy.clone(),
+            (Resource::CacheInfo, _) => {
+                o.cache_info = Some((d.cache_info.clone(), Some(CACHE_INFO_CONTENT_TYPE.into())))
+            }
+            (Resource::OriginCertificate { .. }, _) => {
+                let id = format!("77{}", o.origin_certificates.len() + 1000);
+                o.origin_certificates.push(OriginCertificate {
+                    id: id.clone(),
+                    expires_at: d.now + 365 * DAY,
+                });
+                new_origin = Some(id);
+            }
+            (Resource::DoCertificate { .. }, _) => {
+                let origin = new_origin.clone().unwrap();
+                o.do_certificates.push(DoCertificate {
+                    id: format!("do-{origin}"),
+                    name: d.do_certificate_name(&origin),
+                    not_after: d.now + 365 * DAY,
+                });
+            }
+            (Resource::CdnEndpoint { .. }, _) => {
+                let current_do = o.do_certificates.last().map(|c| c.id.clone());
+                let certificate_id = match d.cdn_certificate {
+                    CdnCertificate::Managed => Some(MANAGED_CERTIFICATE.into()),
+                    // The CDN refuses Cloudflare Origin CA certificates today.
+                    CdnCertificate::Auto => Some(MANAGED_CERTIFICATE.into()),
+                    CdnCertificate::OriginCa => current_do,
+                };
+                o.cdn = Some(CdnEndpoint {
+                    id: "cdn-1".into(),
+                    endpoint: d.cdn_endpoint.clone(),
+                    ttl: d.cdn_ttl,
+                    custom_domain: Some(d.hostname.clone()),
+                    certificate_id,
+                });
+            }
+            (Resource::DnsRecord { .. }, _) => {
+                o.dns = vec![DnsRecord {
+                    id: "dns-1".into(),
+                    record_type: "CNAME".into(),
+                    content: d.cdn_endpoint.clone(),
+                    proxied: true,
+                }]
+            }
+            (Resource::WorkerKey { .. }, _) => {
+                o.worker_keys.push(SpacesKey {
+                    access_key: format!("NEWKEY{}", o.worker_keys.len()),
+                    grants: vec![(d.bucket.clone(), "read".into())],
+                });
+                o.worker_secrets_present = true;
+            }
+            (Resource::OldDoCertificate { id, .. }, _) => o.do_certificates.retain(|c| &c.id != id),
+            (Resource::OldOriginCertificate { id }, _) => {
+                o.origin_certificates.retain(|c| &c.id != id)
+            }
+            (Resource::OldWorkerKey { access_key }, _) => {
+                o.worker_keys.retain(|k| &k.access_key != access_key)
+            }
+        }
+    }
+    o
+}
+
+fn actions(changes: &[Change]) -> Vec<(String, Action)> {
+    changes
+        .iter()
+        .map(|c| (c.resource.to_string(), c.action))
+        .collect()
+}
+
+fn only_changes(changes: &[Change]) -> Vec<&Change> {
+    changes.iter().filter(|c| c.is_change()).collect()
+}
+
+#[test]
+fn nothing_exists_everything_is_created_in_order() {
+    let d = desired();
+    let changes = plan(&d, &Observed::default());
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(|c| match c.resource {
+            Resource::Bucket => "bucket",
+            Resource::Lifecycle => "lifecycle",
+            Resource::Versioning => "versioning",
+            Resource::Policy => "policy",
+            Resource::CacheInfo => "cache-info",
+            Resource::OriginCertificate { .. } => "origin",
+            Resource::DoCertificate { .. } => "do-cert",
+            Resource::CdnEndpoint { .. } => "cdn",
+            Resource::DnsRecord { .. } => "dns",
+            Resource::WorkerKey { .. } => "worker-key",
+            _ => "cleanup",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "bucket",
+            "lifecycle",
+            "versioning",
+            "policy",
+            "cache-info",
+            "origin",
+            "do-cert",
+            "cdn",
+            "dns",
+            "worker-key"
+        ]
+    );
+    assert!(
+        changes.iter().all(|c| c.action == Action::Create),
+        "{changes:#?}"
+    );
+    let cdn = &changes[7];
+    assert!(
+        cdn.reason
+            .contains("auto: DigitalOcean's managed certificate"),
+        "{}",
+        cdn.reason
+    );
+    assert!(changes[8]
+        .reason
+        .contains("nix-store.fra1.cdn.digitaloceanspaces.com"));
+    assert!(changes[9].reason.contains("worker-secrets.json"));
+}
+
+#[test]
+fn converged_state_plans_nothing() {
+    for o in [
+        Overrides::default(),
+        Overrides {
+            cdn_certificate: Some(CdnCertificate::Managed),
+            ..Overrides::default()
+        },
+        Overrides {
+            cdn_certificate: Some(CdnCertificate::OriginCa),
+            ..Overrides::default()
+        },
+        Overrides {
+            public_reads: Some(false),
+            versioning: Some(false),
+            ..Overrides::default()
+        },
+        Overrides {
+            worker_name: Some("nix-cache".into()),
+            ..Overrides::default()
+        },
+    ] {
+        let d = desired_with(o);
+        let changes = plan(&d, &converged(&d));
+        assert!(!has_changes(&changes), "{changes:#?}");
+    }
+}
+
+#[test]
+fn after_apply_plan_is_empty() {
+    let d = desired();
+    let mut expiring = converged(&d);
+    expiring.origin_certificates[0].expires_at = NOW + 5 * DAY;
+    let mut drifted = converged(&d);
+    drifted.lifecycle = Some(Lifecycle {
+        expiration_days: 7,
+        abort_multipart_days: 1,
+    });
+    drifted.versioning = Some(false);
+    drifted.policy = Some(serde_json::json!({"Statement": []}));
+    drifted.cache_info = Some(("StoreDir: /gnu/store\n".into(), Some("text/html".into())));
+    drifted.cdn.as_mut().unwrap().ttl = 60;
+    drifted.dns[0].proxied = false;
+    let mut half_made = Observed {
+        bucket_exists: true,
+        origin_certificates: vec![OriginCertificate {
+            id: "123456".into(),
+            expires_at: NOW + 365 * DAY,
+        }],
+        worker_keys: vec![SpacesKey {
+            access_key: "LOST".into(),
+            grants: vec![("nix-store".into(), "read".into())],
+        }],
+        ..Observed::default()
+    };
+    half_made.worker_secrets_present = false;
+    for (name, start) in [
+        ("empty", Observed::default()),
+        ("converged", converged(&d)),
+        ("expiring", expiring),
+        ("drifted", drifted),
+        ("half made", half_made),
+    ] {
+        let changes = plan(&d, &start);
+        let after = simulate_apply(&d, &start, &changes);
+        let again = plan(&d, &after);
+        assert!(!has_changes(&again), "{name}: {again:#?}");
+        assert_eq!(after.origin_certificates.len(), 1, "{name}");
+        assert_eq!(after.do_certificates.len(), 1, "{name}");
+        assert_eq!(after.worker_keys.len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn each_setting_that_differs_is_one_update() {
+    let d = desired();
+    type Edit = fn(&mut Observed);
+    let cases: [(Edit, &str, Action); 9] = [
+        (
+            |o| {
+                o.lifecycle = Some(Lifecycle {
+                    expiration_days: 7,
+                    abort_multipart_days: 1,
+                })
+            },
+            "lifecycle rule",
+            Action::Update,
+        ),
+        (|o| o.lifecycle = None, "lifecycle rule", Action::Create),
+        (|o| o.versioning = Some(false), "versioning", Action::Update),
+        (|o| o.versioning = None, "versioning", Action::Create),
+        (
+            |o| o.policy = Some(serde_json::json!({})),
+            "bucket policy",
+            Action::Update,
+        ),
+        (|o| o.policy = None, "bucket policy", Action::Create),
+        (
+            |o| o.cache_info = Some(("x".into(), Some(CACHE_INFO_CONTENT_TYPE.into()))),
+            "nix-cache-info object",
+            Action::Update,
+        ),
+        (
+            |o| o.cache_info.as_mut().unwrap().1 = Some("text/html".into()),
+            "nix-cache-info object",
+            Action::Update,
+        ),
+        (
+            |o| o.cache_info = None,
+            "nix-cache-info object",
+            Action::Create,
+        ),
+    ];
+    for (edit, resource, action) in cases {
+        let mut o = converged(&d);
+        edit(&mut o);
+        let changes = plan(&d, &o);
+        let changed: Vec<_> = only_changes(&changes)
+            .into_iter()
+            .map(|c| (c.resource.to_string(), c.action))
+            .collect();
+        assert_eq!(changed, vec![(resource.to_owned(), action)]);
+    }
+}
+
+#[test]
+fn cdn_and_dns_drift() {
+    let d = desired();
+    let mut o = converged(&d);
+    o.cdn.as_mut().unwrap().ttl = 60;
+    o.cdn.as_mut().unwrap().custom_domain = None;
+    let changes = plan(&d, &o);
+    let c = only_changes(&changes);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].action, Action::Update);
+    assert!(
+        c[0].reason.contains("ttl 60 → 3600")
+            && c[0]
+                .reason
+                .contains("custom domain none → cache.example.com")
+    );
+
+    let mut o = converged(&d);
+    o.dns[0].content = "elsewhere.example.net".into();
+    let changes = plan(&d, &o);
+    assert_eq!(
+        actions(
+            &only_changes(&changes)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        ),
+        vec![("dns record dns-1".to_owned(), Action::Update)]
+    );
+
+    let mut o = converged(&d);
+    o.dns[0].proxied = false;
+    assert!(has_changes(&plan(&d, &o)));
+
+    let mut o = converged(&d);
+    o.dns = vec![DnsRecord {
+        id: "txt".into(),
+        record_type: "TXT".into(),
+        content: "x".into(),
+        proxied: false,
+    }];
+    let changes = plan(&d, &o);
+    assert_eq!(
+        only_changes(&changes)[0].resource,
+        Resource::DnsRecord { id: None }
+    );
+}
+
+#[test]
+fn certificate_within_the_rotation_window_is_replaced() {
+    let d = desired();
+    let mut o = converged(&d);
+    o.origin_certificates[0].expires_at = NOW + 29 * DAY;
+    o.do_certificates[0].not_after = NOW + 29 * DAY;
+    let changes = plan(&d, &o);
+    let c = only_changes(&changes);
+    let summary: Vec<(String, Action)> = c
+        .iter()
+        .map(|c| (c.resource.to_string(), c.action))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("origin certificate".to_owned(), Action::Replace),
+            ("digitalocean certificate".to_owned(), Action::Replace),
+            ("cdn endpoint cdn-1".to_owned(), Action::Update),
+            (
+                format!(
+                    "digitalocean certificate 0b9c3b5e-9d1a-4a54-8b0e-5e0b1c2f3a4d ({})",
+                    d.do_certificate_name(ORIGIN_ID)
+                ),
+                Action::Delete
+            ),
+            (format!("origin certificate {ORIGIN_ID}"), Action::Delete),
+        ]
+    );
+    assert!(c[0].reason.contains("within 30 days"), "{}", c[0].reason);
+    assert!(c[3].reason.contains("CDN switches"), "{}", c[3].reason);
+
+    // 31 days left: kept.
+    let mut o = converged(&d);
+    o.origin_certificates[0].expires_at = NOW + 31 * DAY;
+    assert!(!has_changes(&plan(&d, &o)));
+
+    // A wider window from the config rotates it.
+    let wide = desired_with(Overrides {
+        rotate_within_days: Some(60),
+        worker_name: None,
+        ..Overrides::default()
+    });
+    let mut o = converged(&wide);
+    o.origin_certificates[0].expires_at = NOW + 45 * DAY;
+    assert_eq!(
+        plan(&wide, &o)
+            .iter()
+            .filter(|c| c.action == Action::Replace)
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn orphans_of_an_interrupted_apply_are_removed() {
+    let d = desired();
+    // An origin certificate was issued, but the upload never happened: its key is gone.
+    let mut o = converged(&d);
+    o.origin_certificates.push(OriginCertificate {
+        id: "999".into(),
+        expires_at: NOW + 365 * DAY,
+    });
+    o.do_certificates.push(DoCertificate {
+        id: "stray".into(),
+        name: d.do_certificate_name("888"),
+        not_after: NOW + 365 * DAY,
+    });
+    let changes = plan(&d, &o);
+    let c = only_changes(&changes);
+    assert_eq!(c.len(), 2, "{c:#?}");
+    assert!(c.iter().any(
+        |c| c.resource == Resource::OldOriginCertificate { id: "999".into() }
+            && c.reason.contains("key is gone")
+    ));
+    assert!(c
+        .iter()
+        .any(|c| matches!(&c.resource, Resource::OldDoCertificate { id, .. } if id == "stray")));
+
+    // Only an orphan: a new pair is made, the orphan revoked.
+    let o = Observed {
+        origin_certificates: vec![OriginCertificate {
+            id: "999".into(),
+            expires_at: NOW + 365 * DAY,
+        }],
+        ..converged(&d)
+    };
+    let o = Observed {
+        do_certificates: vec![],
+        ..o
+    };
+    let changes = plan(&d, &o);
+    assert_eq!(changes[5].action, Action::Create);
+    assert!(changes[5].reason.contains("no DigitalOcean upload"));
+}
+
+#[test]
+fn cdn_certificate_modes() {
+    // auto, already on the managed certificate: unchanged, and the plan says why.
+    let d = desired();
+    let mut o = converged(&d);
+    o.cdn.as_mut().unwrap().certificate_id = Some(MANAGED_CERTIFICATE.into());
+    let changes = plan(&d, &o);
+    assert!(!has_changes(&changes));
+    let cdn = changes
+        .iter()
+        .find(|c| matches!(c.resource, Resource::CdnEndpoint { .. }))
+        .unwrap();
+    assert!(
+        cdn.reason
+            .contains("refused the Cloudflare Origin CA certificate"),
+        "{}",
+        cdn.reason
+    );
+
+    // managed, on the origin certificate: switch.
+    let managed = desired_with(Overrides {
+        cdn_certificate: Some(CdnCertificate::Managed),
+        ..Overrides::default()
+    });
+    let mut o = converged(&managed);
+    o.cdn.as_mut().unwrap().certificate_id = Some("0b9c3b5e-9d1a-4a54-8b0e-5e0b1c2f3a4d".into());
+    let c = plan(&managed, &o);
+    let c = only_changes(&c);
+    assert_eq!(c.len(), 1);
+    assert!(c[0]
+        .reason
+        .contains("certificate → DigitalOcean's managed certificate"));
+
+    // origin-ca, on the managed certificate: switch back.
+    let origin_ca = desired_with(Overrides {
+        cdn_certificate: Some(CdnCertificate::OriginCa),
+        ..Overrides::default()
+    });
+    let mut o = converged(&origin_ca);
+    o.cdn.as_mut().unwrap().certificate_id = Some(MANAGED_CERTIFICATE.into());
+    let c = plan(&origin_ca, &o);
+    assert_eq!(only_changes(&c).len(), 1);
+    assert!(only_changes(&c)[0]
+        .reason
+        .contains("certificate → the origin certificate"));
+}
+
+#[test]
+fn public_reads_off_deletes_the_policy() {
+    let d = desired_with(Overrides {
+        public_reads: Some(false),
+        ..Overrides::default()
+    });
+    let mut o = converged(&d);
+    o.policy = Some(anonymous_read_policy("nix-store"));
+    let changes = plan(&d, &o);
+    let c = only_changes(&changes);
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].resource.clone(), c[0].action),
+        (Resource::Policy, Action::Delete)
+    );
+    assert!(c[0].reason.contains("public_reads = false"));
+}
+
+#[test]
+fn versioning_off_suspends_an_enabled_bucket() {
+    let d = desired_with(Overrides {
+        versioning: Some(false),
+        ..Overrides::default()
+    });
+    let mut o = converged(&d);
+    o.versioning = Some(true);
+    let changes = plan(&d, &o);
+    assert_eq!(only_changes(&changes)[0].reason, "enabled → suspended");
+}
+
+#[test]
+fn worker_key_without_stored_secret_is_replaced() {
+    let d = desired_with(Overrides {
+        worker_name: Some("nix-cache".into()),
+        ..Overrides::default()
+    });
+    let mut o = converged(&d);
+    o.worker_secrets_present = false;
+    let changes = plan(&d, &o);
+    let c = only_changes(&changes);
+    assert_eq!(c.len(), 2, "{c:#?}");
+    assert_eq!(
+        (c[0].resource.clone(), c[0].action),
+        (Resource::WorkerKey { access_key: None }, Action::Replace)
+    );
+    assert!(
+        c[0].reason.contains("Worker nix-cache's secrets"),
+        "{}",
+        c[0].reason
+    );
+    assert_eq!(
+        c[1].resource,
+        Resource::OldWorkerKey {
+            access_key: "DOWORKERKEY".into()
+        }
+    );
+
+    // A key with wider grants is not the Worker's key.
+    let mut o = converged(&d);
+    o.worker_keys[0].grants = vec![("nix-store".into(), "readwrite".into())];
+    let changes = plan(&d, &o);
+    assert_eq!(only_changes(&changes).len(), 2);
+}
+
+#[test]
+fn destroy_removes_in_reverse_order() {
+    let d = desired();
+    let o = converged(&d);
+    let kinds: Vec<String> = destroy_plan(&d, &o)
+        .iter()
+        .map(|c| c.resource.to_string())
+        .collect();
+    assert_eq!(kinds.len(), 7, "{kinds:#?}");
+    assert!(kinds[0].starts_with("worker spaces key"));
+    assert!(kinds[1].starts_with("dns record"));
+    assert!(kinds[2].starts_with("cdn endpoint"));
+    assert!(kinds[3].starts_with("digitalocean certificate"));
+    assert!(kinds[4].starts_with("origin certificate"));
+    assert_eq!(kinds[5], "nix-cache-info object");
+    assert_eq!(kinds[6], "bucket");
+    assert!(destroy_plan(&d, &Observed::default()).is_empty());
+    assert!(destroy_plan(&d, &o)
+        .iter()
+        .all(|c| c.action == Action::Delete));
+}
+
+#[test]
+fn lines_read_like_terraform() {
+    let d = desired();
+    let changes = plan(&d, &Observed::default());
+    assert_eq!(
+        changes[0].to_string(),
+        "+   create    bucket: nix-store in fra1, private ACL"
+    );
+    let changes = plan(&d, &converged(&d));
+    assert!(changes[2]
+        .to_string()
+        .starts_with("=   unchanged versioning"));
+}
