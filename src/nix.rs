@@ -84,7 +84,7 @@ fn is_valid_name(s: &str) -> bool {
 /// An ELF build id as Nix files debug info under: lowercase hex, even length, 2 to 128 chars.
 fn is_valid_build_id(s: &str) -> bool {
     (2..=128).contains(&s.len())
-        && s.len() % 2 == 0
+        && s.len().is_multiple_of(2)
         && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
