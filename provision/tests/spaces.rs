@@ -79,13 +79,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The binary's path on PATH or in `~/.cargo/bin`, or a failing test naming the install step.
+/// The binary's path on PATH, in `~/.cargo/bin` or in Python's scripts directory, or a
+/// failing test naming the install step.
 fn require_binary(name: &str, install: &str) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    // Where `pip install` puts scripts, which may not be on PATH.
+    if let Ok(out) = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+    {
+        dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
     }
     dirs.into_iter()
         .map(|d| d.join(name))
