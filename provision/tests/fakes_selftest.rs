@@ -46,7 +46,7 @@ fn send_raw(
     url: &str,
     auth: Option<&str>,
     body: Option<&str>,
-) -> Result<Reply, ureq::Error> {
+) -> Result<Reply, String> {
     let mut request = agent.request(method, url);
     if let Some(auth) = auth {
         request = request.set("Authorization", auth);
@@ -60,7 +60,7 @@ fn send_raw(
     let response = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.to_string()),
     };
     let status = response.status();
     let headers = response
@@ -1275,4 +1275,101 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     }
     assert_eq!(fake.calls().len(), 20);
     assert_clean(fake.violations());
+}
+
+// ---------------------------------------------------------------- the schemas themselves
+
+#[test]
+fn response_validation_catches_off_schema_answers() {
+    let digitalocean = fakes::Spec::load(include_str!("apis/digitalocean.openapi.yaml"));
+    let (create, _) = digitalocean.find("POST", "/v2/cdn/endpoints").unwrap();
+    let good = json!({ "endpoint": { "id": "19f06b6a-3ace-4315-b086-499a0e521b76",
+        "origin": "b.fra1.digitaloceanspaces.com", "endpoint": "b.fra1.cdn.digitaloceanspaces.com",
+        "ttl": 3600, "created_at": "2026-01-01T00:00:00Z" } });
+    assert!(create
+        .check_response(201, good.to_string().as_bytes())
+        .is_empty());
+    let bad_ttl = json!({ "endpoint": { "origin": "b.fra1.digitaloceanspaces.com", "ttl": 5 } });
+    assert!(!create
+        .check_response(201, bad_ttl.to_string().as_bytes())
+        .is_empty());
+    // `origin` is required in answers too; `id` (readOnly) is not required in requests.
+    let no_origin = json!({ "endpoint": { "ttl": 3600 } });
+    assert!(!create
+        .check_response(201, no_origin.to_string().as_bytes())
+        .is_empty());
+    assert!(
+        !create
+            .check_response(200, good.to_string().as_bytes())
+            .is_empty(),
+        "undeclared status"
+    );
+    let (delete, _) = digitalocean
+        .find(
+            "DELETE",
+            "/v2/cdn/endpoints/19f06b6a-3ace-4315-b086-499a0e521b76",
+        )
+        .unwrap();
+    assert!(delete.check_response(204, b"").is_empty());
+    assert!(
+        !delete.check_response(204, b"{}").is_empty(),
+        "204 has no body"
+    );
+    let (list, _) = digitalocean.find("GET", "/v2/certificates").unwrap();
+    let no_meta = json!({ "certificates": [], "links": {} });
+    assert!(
+        !list
+            .check_response(200, no_meta.to_string().as_bytes())
+            .is_empty(),
+        "meta.total is required"
+    );
+
+    let cloudflare = fakes::Spec::load(include_str!("apis/cloudflare.openapi.yaml"));
+    let (put, _) = cloudflare
+        .find("PUT", "/accounts/a/workers/scripts/s/secrets")
+        .unwrap();
+    let ok = json!({ "success": true, "errors": [], "messages": [], "result": { "name": "X", "type": "secret_text" } });
+    assert!(put
+        .check_response(200, ok.to_string().as_bytes())
+        .is_empty());
+    // `text` is writeOnly: an answer that carries it is off-schema.
+    let leaky = json!({ "success": true, "errors": [], "messages": [],
+        "result": { "name": "X", "type": "secret_text", "text": "s3cr3t" } });
+    assert!(!put
+        .check_response(200, leaky.to_string().as_bytes())
+        .is_empty());
+    let (zones, _) = cloudflare.find("GET", "/zones").unwrap();
+    let failure = json!({ "success": false, "errors": [], "messages": [], "result": null });
+    assert!(!zones
+        .check_response(200, failure.to_string().as_bytes())
+        .is_empty());
+    // Literal segments win over parameters; unknown paths find nothing.
+    assert_eq!(
+        digitalocean
+            .find("DELETE", "/v2/cdn/endpoints/x/cache")
+            .unwrap()
+            .0
+            .id,
+        "cdn_purge_cache"
+    );
+    assert!(cloudflare
+        .find("GET", "/zones/z/dns_records/r/extra")
+        .is_none());
+    assert!(cloudflare.find("POST", "/zones").is_none());
+}
+
+#[test]
+fn unimplemented_operations_are_refused_and_recorded() {
+    let fake = FakeCloudflare::start(CF_TOKEN, &["example.com"]);
+    let agent = agent();
+    let zone_id = fake.zone_id("example.com").unwrap();
+    let r = send(
+        &agent,
+        "GET",
+        &format!("{}/zones/{zone_id}/workers/routes", fake.url()),
+        CF_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 501);
+    assert_violation(&fake.violations(), "worker-routes-list-routes");
 }

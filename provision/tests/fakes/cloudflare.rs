@@ -360,6 +360,10 @@ impl Provider for Inner {
         strings_under(body, &["text", "key_base64"])
     }
 
+    fn implements(&self, op: &Operation) -> bool {
+        !op.id.starts_with("worker-domain-") && !op.id.starts_with("worker-routes-")
+    }
+
     fn handle(&self, op: &Operation, checked: Checked) -> Answer {
         let mut state = self.state.lock().unwrap();
         let params = &checked.path_params;

@@ -146,6 +146,10 @@ pub trait Provider: Send + Sync + 'static {
     fn extra_request_problems(&self, _op: &Operation, _checked: &Checked) -> Vec<String> {
         Vec::new()
     }
+    /// Whether the fake implements this operation (others answer 501 and are recorded).
+    fn implements(&self, _op: &Operation) -> bool {
+        true
+    }
     /// Performs the operation on the state.
     fn handle(&self, op: &Operation, checked: Checked) -> Answer;
 }
@@ -191,6 +195,11 @@ pub fn dispatch<P: Provider>(provider: &P, request: Request) -> Reply {
             break 'answer error_reply(provider, status, &message);
         };
 
+        if !provider.implements(op) {
+            let message = format!("operation {} is not implemented by the fake", op.id);
+            violations.push(format!("{context}: {message}"));
+            break 'answer error_reply(provider, 501, &message);
+        }
         for v in provider.header_violations(&request) {
             violations.push(format!("{context}: {v}"));
         }

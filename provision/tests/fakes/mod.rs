@@ -24,3 +24,4 @@ mod pki;
 pub use cloudflare::FakeCloudflare;
 pub use common::{Call, Fault, FaultKind, TIMEOUT_HOLD};
 pub use digitalocean::{FakeDigitalOcean, MANAGED_CERTIFICATE_ID};
+pub use openapi::Spec;

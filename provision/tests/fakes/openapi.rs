@@ -295,10 +295,40 @@ impl Operation {
     }
 }
 
+/// One validation error as a line: where, and what. For `oneOf`/`anyOf` the closest
+/// alternative's errors are given instead of the whole instance; the closest is the one
+/// whose `type` discriminator matched and that has the fewest errors, missing fields
+/// counting as farther than wrong ones.
 fn describe(error: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
     let path = error.instance_path().as_str().to_string();
     let path = if path.is_empty() { "/".into() } else { path };
-    format!("at {path}: {error}")
+    let branches = match error.kind() {
+        K::OneOfNotValid { context } | K::AnyOf { context } => Some(context),
+        _ => None,
+    };
+    match branches {
+        Some(branches) if !branches.is_empty() => {
+            let rank = |errors: &Vec<jsonschema::ValidationError<'static>>| {
+                let discriminator_failed = errors
+                    .iter()
+                    .any(|e| e.instance_path().as_str().ends_with("/type"));
+                let missing = errors
+                    .iter()
+                    .filter(|e| matches!(e.kind(), K::Required { .. }))
+                    .count();
+                (discriminator_failed, errors.len(), missing)
+            };
+            let closest = branches.iter().min_by_key(|b| rank(b)).expect("non-empty");
+            let details: Vec<String> = closest.iter().map(|e| describe(e)).collect();
+            format!(
+                "at {path}: matches none of the {} alternatives; the closest fails {}",
+                branches.len(),
+                details.join("; ")
+            )
+        }
+        _ => format!("at {path}: {error}"),
+    }
 }
 
 fn compile_operation(
