@@ -165,12 +165,10 @@ impl Endpoint {
         Ok(Endpoint { scheme, host })
     }
 
-    /// `scheme://host/bucket/encoded_key`, where `encoded_key` is the object key already
-    /// URI-encoded (each segment once, as [`crate::sigv4::s3_object_path`] does); a leading
-    /// `/` on it is ignored.
-    pub fn object_url(&self, bucket: &str, encoded_path: &str) -> String {
-        let key = encoded_path.strip_prefix('/').unwrap_or(encoded_path);
-        format!("{}://{}/{bucket}/{key}", self.scheme.as_str(), self.host)
+    /// `scheme://host` followed by `path`, the request path exactly as signed: for an object,
+    /// [`crate::sigv4::s3_object_path`] (`/bucket/key`, each key segment encoded once).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme.as_str(), self.host)
     }
 }
 
@@ -698,13 +696,18 @@ mod tests {
     fn object_urls() {
         let e = Endpoint::parse("http://127.0.0.1:9000").unwrap();
         assert_eq!(
-            e.object_url("nix-store", "nar/abc.nar.xz"),
+            e.url(&crate::sigv4::s3_object_path("nix-store", "nar/abc.nar.xz")),
             "http://127.0.0.1:9000/nix-store/nar/abc.nar.xz"
         );
         assert_eq!(
-            e.object_url("nix-store", "/realisations/sha256%3Aab%21out.doi"),
+            e.url(&crate::sigv4::s3_object_path(
+                "nix-store",
+                "realisations/sha256:ab!out.doi"
+            )),
             "http://127.0.0.1:9000/nix-store/realisations/sha256%3Aab%21out.doi"
         );
+        let e = Endpoint::parse("https://fra1.digitaloceanspaces.com").unwrap();
+        assert_eq!(e.url("/b/k"), "https://fra1.digitaloceanspaces.com/b/k");
     }
 
     #[test]

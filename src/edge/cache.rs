@@ -70,7 +70,9 @@ pub(crate) async fn serve_object(
                 .get("content-length")?
                 .and_then(|v| v.parse::<u64>().ok());
             let (_, body) = found.into_parts();
-            let builder = Response::builder().with_status(status).with_headers(headers);
+            let builder = Response::builder()
+                .with_status(status)
+                .with_headers(headers);
             if incoming.head {
                 cancel(body);
                 return Ok(builder.empty());
@@ -109,7 +111,9 @@ fn relay_hit(hit: Response, incoming: &Incoming) -> Result<Response, EdgeError> 
     }
     headers.set("x-cache", "HIT")?;
     let (_, body) = hit.into_parts();
-    let builder = Response::builder().with_status(status).with_headers(headers);
+    let builder = Response::builder()
+        .with_status(status)
+        .with_headers(headers);
     Ok(if incoming.head {
         cancel(body);
         builder.empty()

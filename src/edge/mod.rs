@@ -14,9 +14,9 @@
 //! 5. every other route: the edge cache first (`x-cache: HIT`), else a SigV4-signed fetch to
 //!    `SPACES_ENDPOINT/SPACES_BUCKET/key` (`x-cache: MISS`), stored when the policy says so.
 
+mod cache;
 mod error;
 mod origin;
-mod cache;
 
 use worker::{event, Context, Env, Headers, Method, Request, Response};
 

@@ -9,7 +9,7 @@ use worker::{
     Date, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, ResponseBody,
 };
 
-use crate::config::{Config, Scheme};
+use crate::config::Config;
 use crate::policy::{self, FailReason, OriginVerdict};
 use crate::sigv4::{self, S3Request, SigningTime, EMPTY_SHA256};
 
@@ -55,11 +55,7 @@ pub(crate) async fn get(
     for (name, value) in extra.iter().chain(signed.iter()) {
         headers.set(name, value)?;
     }
-    let scheme = match config.endpoint.scheme {
-        Scheme::Http => "http",
-        Scheme::Https => "https",
-    };
-    let url = format!("{scheme}://{}{path}", config.endpoint.host);
+    let url = config.endpoint.url(&path);
     let mut init = RequestInit::new();
     init.with_method(Method::Get)
         .with_headers(headers)
