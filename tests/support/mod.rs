@@ -37,10 +37,11 @@ pub fn repo_root() -> PathBuf {
 /// A directory for this test binary's files, under cargo's target tmp dir.
 pub fn scratch_root() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let stem = exe
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("tests")
+    let stem = exe.file_stem().and_then(|s| s.to_str()).unwrap_or("tests");
+    // Cargo names test binaries `<name>-<hash>`; keep one directory per test file.
+    let stem = stem
+        .rsplit_once('-')
+        .map_or(stem, |(name, _)| name)
         .to_string();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{stem}"));
     fs::create_dir_all(&dir).expect("create scratch root");
@@ -729,8 +730,10 @@ impl Drop for NixEnv {
 // A raw HTTP/1.1 client
 
 pub mod http {
+    use std::fs::File;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpStream;
+    use std::path::Path;
     use std::time::Duration;
 
     use sha2::{Digest, Sha256};
@@ -740,11 +743,15 @@ pub mod http {
         pub status: u16,
         /// Header names lowercased, in the order received.
         pub headers: Vec<(String, String)>,
+        /// The body, unless it was only hashed or compared (see `body_len`).
         pub body: Vec<u8>,
-        /// Bytes of body read (equals `body.len()` unless the body was only hashed).
+        /// Bytes of body received.
         pub body_len: u64,
         /// SHA-256 of the body, hex.
         pub body_sha256: String,
+        /// For [`request_compare`]: the offset of the first byte that differs from the file,
+        /// or `None` if every byte received matched.
+        pub first_mismatch: Option<u64>,
     }
 
     impl Response {
@@ -770,19 +777,62 @@ pub mod http {
         }
     }
 
-    /// Sends one request with the target exactly as given, reads the whole response.
+    /// Sends one request with the target exactly as given, reads the whole response. A HEAD
+    /// response is read to the end of the connection too, so a body sent by mistake shows.
     pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
-        exchange(port, method, target, headers, true)
+        let mut body = Vec::new();
+        let mut response = exchange(port, method, target, headers, &mut |b: &[u8]| {
+            body.extend_from_slice(b)
+        });
+        response.body = body;
+        response
     }
 
-    /// Like [`request`], but only hashes the body instead of keeping it.
-    pub fn request_hashed(
+    /// Like [`request`], but compares the body with `file` as it arrives instead of keeping
+    /// it (for bodies of many MiB).
+    pub fn request_compare(
         port: u16,
         method: &str,
         target: &str,
         headers: &[(&str, &str)],
+        file: &Path,
     ) -> Response {
-        exchange(port, method, target, headers, false)
+        let mut expected = BufReader::new(File::open(file).expect("open the expected file"));
+        let mut offset = 0u64;
+        let mut mismatch = None;
+        let mut want = Vec::new();
+        let mut response = exchange(port, method, target, headers, &mut |got: &[u8]| {
+            if mismatch.is_none() {
+                want.resize(got.len(), 0);
+                let read = read_full(&mut expected, &mut want);
+                if read < got.len() || want != got {
+                    let at = want[..read]
+                        .iter()
+                        .zip(got)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(read);
+                    mismatch = Some(offset + at as u64);
+                }
+            }
+            offset += got.len() as u64;
+        });
+        let file_len = std::fs::metadata(file).expect("stat expected file").len();
+        if mismatch.is_none() && response.body_len < file_len {
+            mismatch = Some(response.body_len);
+        }
+        response.first_mismatch = mismatch;
+        response
+    }
+
+    fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> usize {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+        filled
     }
 
     fn exchange(
@@ -790,7 +840,7 @@ pub mod http {
         method: &str,
         target: &str,
         headers: &[(&str, &str)],
-        keep_body: bool,
+        sink: &mut dyn FnMut(&[u8]),
     ) -> Response {
         let mut stream = TcpStream::connect(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
@@ -838,35 +888,35 @@ pub mod http {
                 .map(|(_, v): &(String, String)| v.clone())
         };
 
-        let mut body = Vec::new();
         let mut hasher = Sha256::new();
         let mut len = 0u64;
-        let mut sink = |bytes: &[u8]| {
+        let mut counted = |bytes: &[u8]| {
             hasher.update(bytes);
             len += bytes.len() as u64;
-            if keep_body {
-                body.extend_from_slice(bytes);
-            }
+            sink(bytes);
         };
-        let no_body = method == "HEAD" || status == 204 || status == 304 || status / 100 == 1;
-        if !no_body {
+        if method == "HEAD" || status == 204 || status == 304 {
+            // No body is allowed; whatever arrives before the close is reported as body.
+            copy_to_end(&mut reader, &mut counted);
+        } else {
             let chunked = header("transfer-encoding")
                 .map(|v| v.to_ascii_lowercase().contains("chunked"))
                 .unwrap_or(false);
             if chunked {
-                read_chunked(&mut reader, &mut sink);
+                read_chunked(&mut reader, &mut counted);
             } else if let Some(n) = header("content-length").and_then(|v| v.parse::<u64>().ok()) {
-                copy_n(&mut reader, n, &mut sink);
+                copy_n(&mut reader, n, &mut counted);
             } else {
-                copy_to_end(&mut reader, &mut sink);
+                copy_to_end(&mut reader, &mut counted);
             }
         }
         Response {
             status,
             headers: response_headers,
-            body,
+            body: Vec::new(),
             body_len: len,
             body_sha256: super::hex(&hasher.finalize()),
+            first_mismatch: None,
         }
     }
 
@@ -886,11 +936,12 @@ pub mod http {
     fn copy_to_end(reader: &mut impl Read, sink: &mut impl FnMut(&[u8])) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let got = reader.read(&mut buf).expect("read body");
-            if got == 0 {
-                return;
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(got) => sink(&buf[..got]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("read body: {e}"),
             }
-            sink(&buf[..got]);
         }
     }
 

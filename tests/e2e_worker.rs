@@ -1,0 +1,736 @@
+//! The Worker end to end, with real processes on 127.0.0.1: the built Worker under workerd
+//! (Miniflare), `s3s-fs` verifying SigV4 behind a proxy that counts origin requests, and the
+//! Nix client substituting through the Worker from a cache the Nix client made and signed.
+//!
+//! One stack serves most checks (`serves_a_seeded_cache_through_the_edge`); the others need a
+//! Worker with different bindings (a wrong secret, no secret, an origin that is not there).
+
+mod support;
+
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use support::http::{self, Response};
+use support::{closed_port, seed, Checks, NixEnv, S3Origin, Seed, Worker};
+
+const BUCKET: &str = "nix-cache";
+/// `user:hunter2`, a client credential that must never reach the origin.
+const CLIENT_BASIC_TOKEN: &str = "dXNlcjpodW50ZXIy";
+
+/// A Worker plus every response it gave, so that each test can check that none of them leaked
+/// a secret or an `Authorization` header.
+struct Client<'a> {
+    worker: &'a Worker,
+    seen: Mutex<Vec<(String, Response)>>,
+}
+
+impl<'a> Client<'a> {
+    fn new(worker: &'a Worker) -> Self {
+        Client {
+            worker,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn send(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        let response = http::request(self.worker.port, method, target, headers);
+        self.record(method, target, &response);
+        response
+    }
+
+    fn get(&self, target: &str) -> Response {
+        self.send("GET", target, &[])
+    }
+
+    fn head(&self, target: &str) -> Response {
+        self.send("HEAD", target, &[])
+    }
+
+    fn get_compare(&self, target: &str, file: &std::path::Path) -> Response {
+        let response = http::request_compare(self.worker.port, "GET", target, &[], file);
+        self.record("GET", target, &response);
+        response
+    }
+
+    fn record(&self, method: &str, target: &str, response: &Response) {
+        let short: String = target.chars().take(80).collect();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((format!("{method} {short}"), response.clone()));
+    }
+
+    /// No response so far carried any of `secrets` (in a header or the body) or an
+    /// `Authorization` header.
+    fn assert_no_leaks(&self, secrets: &[&str]) {
+        let seen = self.seen.lock().unwrap();
+        assert!(!seen.is_empty(), "no responses recorded");
+        for (what, response) in seen.iter() {
+            assert!(
+                response.header("authorization").is_none(),
+                "{what}: the response has an Authorization header"
+            );
+            let raw = response.raw_text();
+            for secret in secrets {
+                assert!(
+                    !raw.contains(secret),
+                    "{what}: the response carries a secret"
+                );
+            }
+            assert!(
+                !raw.contains(CLIENT_BASIC_TOKEN),
+                "{what}: the response echoes the client's credentials"
+            );
+            assert!(
+                !response
+                    .headers
+                    .iter()
+                    .any(|(n, _)| n.starts_with("x-amz-")),
+                "{what}: x-amz-* header leaked: {:?}",
+                response.headers
+            );
+        }
+    }
+}
+
+fn narinfo_target(store_path: &str) -> String {
+    format!("/{}.narinfo", Seed::hash_of(store_path))
+}
+
+fn content_type(response: &Response) -> String {
+    response.header("content-type").unwrap_or("").to_string()
+}
+
+/// Edge-cache writes happen after the response (`waitUntil`); give them a moment.
+fn settle() {
+    thread::sleep(Duration::from_millis(400));
+}
+
+fn assert_status(response: &Response, status: u16, what: &str) {
+    assert_eq!(
+        response.status,
+        status,
+        "{what}: status {} (body: {:?}, headers: {:?})",
+        response.status,
+        response.text().chars().take(300).collect::<String>(),
+        response.headers
+    );
+}
+
+/// The closure path whose name ends with `suffix`.
+fn closure_path(seed: &Seed, suffix: &str) -> String {
+    seed.closure
+        .iter()
+        .find(|p| p.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {suffix} in {:?}", seed.closure))
+        .clone()
+}
+
+#[test]
+fn serves_a_seeded_cache_through_the_edge() {
+    let seed = seed();
+    let mut origin = S3Origin::start(&seed.cache, BUCKET);
+    let mut bindings = origin.bindings();
+    bindings.push(("PUBLIC_KEYS".into(), seed.public_key.clone()));
+    let worker = Worker::start(&bindings);
+    let client = Client::new(&worker);
+    let mut checks = Checks::new();
+
+    let leaf = closure_path(seed, "-nix-spaces-cache-seed-leaf");
+    let mid = closure_path(seed, "-nix-spaces-cache-seed-mid");
+    let busybox = closure_path(seed, "-busybox");
+
+    checks.check("GET /nix-cache-info is answered by the Worker", || {
+        let before = origin.proxy.count();
+        let r = client.get("/nix-cache-info");
+        assert_status(&r, 200, "/nix-cache-info");
+        assert!(
+            content_type(&r).starts_with("text/x-nix-cache-info"),
+            "content-type {:?}",
+            content_type(&r)
+        );
+        let text = r.text();
+        for line in ["StoreDir: /nix/store", "WantMassQuery: 1", "Priority: 40"] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in {text:?}");
+        }
+        assert_eq!(
+            origin.proxy.count(),
+            before,
+            "nix-cache-info reached the origin"
+        );
+    });
+
+    checks.check("GET / is a page showing the nix.conf lines", || {
+        let r = client.get("/");
+        assert_status(&r, 200, "/");
+        assert!(content_type(&r).starts_with("text/html"), "{:?}", r.headers);
+        let page = r.text();
+        assert!(page.contains("<html") || page.contains("<!DOCTYPE") || page.contains("<!doctype"));
+        assert!(
+            page.contains("substituters"),
+            "no substituters line: {page}"
+        );
+        assert!(
+            page.contains("trusted-public-keys"),
+            "no trusted-public-keys line"
+        );
+        assert!(
+            page.contains(&seed.public_key),
+            "the public key is not shown"
+        );
+        assert!(
+            page.contains(&format!("127.0.0.1:{}", worker.port)),
+            "the page does not name this cache's URL"
+        );
+    });
+
+    checks.check(
+        "narinfo: first MISS from the origin, then HIT with no origin request",
+        || {
+            let target = narinfo_target(&leaf);
+            let on_disk = std::fs::read(seed.narinfo_file(&leaf)).unwrap();
+            let before = origin.proxy.count();
+            let first = client.get(&target);
+            assert_status(&first, 200, &target);
+            assert_eq!(first.header("x-cache"), Some("MISS"));
+            assert!(
+                content_type(&first).starts_with("text/x-nix-narinfo"),
+                "{:?}",
+                first.headers
+            );
+            assert_eq!(first.body, on_disk, "narinfo body differs from the file");
+            let requests = origin.proxy.requests();
+            assert_eq!(requests.len(), before + 1, "expected one origin request");
+            let sent = &requests[before];
+            assert_eq!(sent.method, "GET");
+            assert_eq!(sent.target, format!("/{BUCKET}{target}"));
+            settle();
+            let second = client.get(&target);
+            assert_status(&second, 200, &target);
+            assert_eq!(second.header("x-cache"), Some("HIT"));
+            assert_eq!(second.body, on_disk);
+            assert_eq!(
+                origin.proxy.count(),
+                before + 1,
+                "the HIT reached the origin"
+            );
+        },
+    );
+
+    checks.check(
+        "NAR: first MISS from the origin, then HIT with no origin request",
+        || {
+            let info = seed.narinfo(&leaf);
+            let target = format!("/{}", info.url);
+            let on_disk = std::fs::read(seed.cache.join(&info.url)).unwrap();
+            let before = origin.proxy.count();
+            let first = client.get(&target);
+            assert_status(&first, 200, &target);
+            assert_eq!(first.header("x-cache"), Some("MISS"));
+            assert_eq!(first.body, on_disk, "NAR body differs from the file");
+            assert_eq!(origin.proxy.count(), before + 1);
+            settle();
+            let second = client.get(&format!("{target}?hash=ignored"));
+            assert_status(&second, 200, &target);
+            assert_eq!(
+                second.header("x-cache"),
+                Some("HIT"),
+                "a ?hash= query must not change the key"
+            );
+            assert_eq!(second.body, on_disk);
+            assert_eq!(
+                origin.proxy.count(),
+                before + 1,
+                "the HIT reached the origin"
+            );
+        },
+    );
+
+    checks.check(
+        "HEAD on a narinfo and a NAR: headers, no body, right Content-Length",
+        || {
+            // Not fetched before: answered through the origin.
+            let target = narinfo_target(&mid);
+            let size = std::fs::metadata(seed.narinfo_file(&mid)).unwrap().len();
+            let r = client.head(&target);
+            assert_status(&r, 200, &target);
+            assert_eq!(r.body_len, 0, "HEAD sent a body");
+            assert_eq!(
+                r.header("content-length"),
+                Some(size.to_string().as_str()),
+                "{:?}",
+                r.headers
+            );
+            let info = seed.narinfo(&busybox);
+            let nar = format!("/{}", info.url);
+            let r = client.head(&nar);
+            assert_status(&r, 200, &nar);
+            assert_eq!(r.body_len, 0, "HEAD sent a body");
+            assert_eq!(
+                r.header("content-length"),
+                Some(info.file_size.to_string().as_str()),
+                "{:?}",
+                r.headers
+            );
+            // Stored at the edge: answered from the cache.
+            let before = origin.proxy.count();
+            let leaf_info = seed.narinfo(&leaf);
+            let r = client.head(&format!("/{}", leaf_info.url));
+            assert_status(&r, 200, "HEAD on a cached NAR");
+            assert_eq!(r.body_len, 0, "HEAD sent a body");
+            assert_eq!(r.header("x-cache"), Some("HIT"));
+            assert_eq!(
+                r.header("content-length"),
+                Some(leaf_info.file_size.to_string().as_str())
+            );
+            assert_eq!(
+                origin.proxy.count(),
+                before,
+                "a HEAD on a cached NAR reached the origin"
+            );
+        },
+    );
+
+    checks.check(
+        "Range: bytes=0-99 on a NAR is a 206 with those 100 bytes",
+        || {
+            let info = seed.narinfo(&busybox);
+            let target = format!("/{}", info.url);
+            let on_disk = std::fs::read(seed.cache.join(&info.url)).unwrap();
+            let want_range = format!("bytes 0-99/{}", on_disk.len());
+            let r = client.send("GET", &target, &[("Range", "bytes=0-99")]);
+            assert_status(&r, 206, "Range on an uncached NAR");
+            assert_eq!(r.body, on_disk[..100].to_vec());
+            assert_eq!(r.header("content-range"), Some(want_range.as_str()));
+            // Then from a stored full object.
+            let full = client.get(&target);
+            assert_status(&full, 200, &target);
+            assert_eq!(full.body, on_disk);
+            settle();
+            let before = origin.proxy.count();
+            let r = client.send("GET", &target, &[("Range", "bytes=0-99")]);
+            assert_status(&r, 206, "Range on a cached NAR");
+            assert_eq!(r.body, on_disk[..100].to_vec());
+            assert_eq!(r.header("content-range"), Some(want_range.as_str()));
+            assert_eq!(r.header("x-cache"), Some("HIT"));
+            assert_eq!(
+                origin.proxy.count(),
+                before,
+                "a Range on a cached NAR reached the origin"
+            );
+        },
+    );
+
+    checks.check(
+        "a missing narinfo is a 404, remembered briefly at the edge",
+        || {
+            let target = "/0123456789abcdfghijklmnpqrsvwxyz.narinfo";
+            let before = origin.proxy.count();
+            let first = client.get(target);
+            assert_status(&first, 404, target);
+            assert_eq!(
+                origin.proxy.count(),
+                before + 1,
+                "the miss was not asked at the origin"
+            );
+            settle();
+            let second = client.get(target);
+            assert_status(&second, 404, target);
+            assert_eq!(second.header("x-cache"), Some("HIT"));
+            assert_eq!(
+                origin.proxy.count(),
+                before + 1,
+                "the remembered miss reached the origin"
+            );
+        },
+    );
+
+    checks.check("refused paths are 4xx and never reach the origin", || {
+        let before = origin.proxy.count();
+        let long = format!("/{}", "a".repeat(10 * 1024));
+        let nar52 = "0".repeat(52);
+        let hash31 = "0".repeat(31);
+        let hash33 = "0".repeat(33);
+        let bad: Vec<String> = vec![
+            "/nar/../etc/passwd".into(),
+            "/%2e%2e/x".into(),
+            "/nar/%2E%2E/x".into(),
+            "/nar/%2e%2e/%2e%2e/etc/passwd".into(),
+            format!("/{}.narinfo", "e".repeat(32)),
+            format!("/{}.narinfo", "o".repeat(32)),
+            format!("/{}.narinfo", "u".repeat(32)),
+            format!("/{}.narinfo", "t".repeat(32)),
+            format!("/{}.narinfo", "ABCDFGHIJKLMNPQRSVWXYZ0123456789"),
+            format!("/{hash31}.narinfo"),
+            format!("/{hash33}.narinfo"),
+            long,
+            format!("/nar/{nar52}.nar.rar"),
+            "/foo".into(),
+            "/nix-cache-info/extra".into(),
+            format!("/{}%2Enarinfo", "0".repeat(32)),
+            format!("/nar/{}.nar", "0".repeat(51)),
+            "/nar/".into(),
+        ];
+        let mut wrong = Vec::new();
+        for target in &bad {
+            let r = client.get(target);
+            if !(400..500).contains(&r.status) {
+                wrong.push(format!(
+                    "{} -> {}",
+                    &target[..target.len().min(60)],
+                    r.status
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "not refused with a 4xx: {wrong:?}");
+        let reached: Vec<String> = origin.proxy.requests()[before..]
+            .iter()
+            .map(|r| r.target.chars().take(80).collect())
+            .collect();
+        assert!(
+            reached.is_empty(),
+            "refused paths reached the origin: {reached:?}"
+        );
+    });
+
+    checks.check("POST, PUT and DELETE are 405 with Allow: GET, HEAD", || {
+        let before = origin.proxy.count();
+        for method in ["POST", "PUT", "DELETE"] {
+            for target in [narinfo_target(&leaf), "/nix-cache-info".to_string()] {
+                let r = client.send(method, &target, &[]);
+                assert_status(&r, 405, &format!("{method} {target}"));
+                assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method} {target}");
+            }
+        }
+        assert_eq!(
+            origin.proxy.count(),
+            before,
+            "a refused method reached the origin"
+        );
+    });
+
+    checks.check(
+        "the client's Authorization and cookies are not forwarded",
+        || {
+            let top = seed.top_path.clone();
+            let target = narinfo_target(&top);
+            let before = origin.proxy.count();
+            let auth = format!("Basic {CLIENT_BASIC_TOKEN}");
+            let r = client.send(
+                "GET",
+                &target,
+                &[("Authorization", &auth), ("Cookie", "session=abc123")],
+            );
+            assert_status(&r, 200, &target);
+            let requests = origin.proxy.requests();
+            assert_eq!(requests.len(), before + 1);
+            let sent = &requests[before];
+            let authorization = sent.header("authorization").unwrap_or("");
+            assert!(
+                authorization.starts_with(&format!(
+                    "AWS4-HMAC-SHA256 Credential={}/",
+                    origin.access_key
+                )),
+                "origin saw Authorization {authorization:?}"
+            );
+            assert!(
+                sent.headers
+                    .iter()
+                    .all(|(_, v)| !v.contains(CLIENT_BASIC_TOKEN)),
+                "the client's Basic credentials reached the origin: {:?}",
+                sent.headers
+            );
+            assert!(
+                sent.header("cookie").is_none(),
+                "the client's cookie reached the origin"
+            );
+            assert!(
+                sent.header("x-amz-content-sha256").is_some(),
+                "no x-amz-content-sha256: {:?}",
+                sent.headers
+            );
+        },
+    );
+
+    checks.check(
+        "a NAR over 64 MiB streams byte-identical, cold and cached",
+        || {
+            let info = seed.narinfo(&seed.large_path);
+            let target = format!("/{}", info.url);
+            let file = seed.cache.join(&info.url);
+            assert!(info.file_size >= 64 * 1024 * 1024);
+            let cold = client.get_compare(&target, &file);
+            assert_status(&cold, 200, "large NAR");
+            assert_eq!(cold.body_len, info.file_size, "cold: length");
+            assert_eq!(cold.first_mismatch, None, "cold: bytes differ");
+            assert_eq!(cold.header("x-cache"), Some("MISS"));
+            settle();
+            let before = origin.proxy.count();
+            let warm = client.get_compare(&target, &file);
+            assert_status(&warm, 200, "large NAR, second time");
+            assert_eq!(warm.body_len, info.file_size, "cached: length");
+            assert_eq!(warm.first_mismatch, None, "cached: bytes differ");
+            assert_eq!(warm.header("x-cache"), Some("HIT"));
+            assert_eq!(origin.proxy.count(), before);
+        },
+    );
+
+    checks.check(
+        "nix copy --from the Worker brings the whole closure, verified",
+        || {
+            let nix = NixEnv::new();
+            let url = worker.url();
+            let (ok, _, err) = nix.run(&[
+                "copy",
+                "--from",
+                &url,
+                "--option",
+                "require-sigs",
+                "true",
+                "--option",
+                "trusted-public-keys",
+                &seed.public_key,
+                &seed.top_path,
+            ]);
+            assert!(ok, "nix copy --from {url} failed:\n{err}");
+            let (ok, out, err) = nix.run(&["path-info", "-r", &seed.top_path]);
+            assert!(ok, "nix path-info: {err}");
+            let mut got: Vec<&str> = out.lines().map(str::trim).collect();
+            got.sort();
+            let mut want: Vec<&str> = seed.closure.iter().map(String::as_str).collect();
+            want.sort();
+            assert_eq!(got, want, "the closure did not arrive whole");
+            let (ok, _, err) = nix.run(&[
+                "store",
+                "verify",
+                "--sigs-needed",
+                "1",
+                "--option",
+                "trusted-public-keys",
+                &seed.public_key,
+                "-r",
+                &seed.top_path,
+            ]);
+            assert!(ok, "nix store verify: {err}");
+        },
+    );
+
+    checks.check(
+        "nix copy of a path the cache does not have fails as not available",
+        || {
+            let nix = NixEnv::new();
+            let missing = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-not-in-this-cache";
+            let (ok, _, err) = nix.run(&[
+                "copy",
+                "--from",
+                &worker.url(),
+                "--option",
+                "trusted-public-keys",
+                &seed.public_key,
+                missing,
+            ]);
+            assert!(!ok, "nix copy of a missing path succeeded");
+            let err_lower = err.to_lowercase();
+            assert!(
+                [
+                    "not available",
+                    "does not exist",
+                    "no substituter",
+                    "is not valid"
+                ]
+                .iter()
+                .any(|m| err_lower.contains(m)),
+                "Nix did not say the path is missing: {err}"
+            );
+            assert!(
+                !err_lower.contains("http error"),
+                "Nix saw an HTTP error: {err}"
+            );
+        },
+    );
+
+    checks.check(
+        "the origin down: 502 naming the cause, and the Worker lives on",
+        || {
+            origin.s3s_fs.kill();
+            let target = narinfo_target(&seed.large_path);
+            let r = client.get(&target);
+            assert_status(&r, 502, "origin down");
+            let body = r.text().to_lowercase();
+            assert!(
+                ["unreachable", "connect", "refused", "origin"]
+                    .iter()
+                    .any(|w| body.contains(w)),
+                "502 body does not name the cause: {body:?}"
+            );
+            let again = client.get(&target);
+            assert_status(&again, 502, "origin down, again (a 502 is never cached)");
+            let info = client.get("/nix-cache-info");
+            assert_status(&info, 200, "/nix-cache-info after the origin went down");
+        },
+    );
+
+    checks.check(
+        "no response carried a secret or an Authorization header",
+        || {
+            client.assert_no_leaks(&[&origin.secret_key]);
+        },
+    );
+
+    checks.finish(|| worker.process.log_tail());
+}
+
+#[test]
+fn wrong_secret_is_a_502_naming_the_credentials_and_is_not_cached() {
+    let seed = seed();
+    let origin = S3Origin::start(&seed.cache, BUCKET);
+    let wrong_secret = format!("wrong{}", support::random_hex(16));
+    let bindings: Vec<(String, String)> = origin
+        .bindings()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "SPACES_SECRET_ACCESS_KEY" {
+                (k, wrong_secret.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let worker = Worker::start(&bindings);
+    let client = Client::new(&worker);
+    let mut checks = Checks::new();
+    let target = narinfo_target(&seed.top_path);
+
+    checks.check(
+        "a wrong secret gives 502 naming the credentials problem",
+        || {
+            let r = client.get(&target);
+            assert_status(&r, 502, "wrong secret");
+            let body = r.text();
+            assert!(
+                body.contains("SignatureDoesNotMatch")
+                    || body.to_lowercase().contains("credentials"),
+                "the 502 does not name the credentials: {body:?}"
+            );
+            assert_ne!(r.header("x-cache"), Some("HIT"));
+        },
+    );
+
+    checks.check(
+        "the 502 is not cached: the next request asks the origin again",
+        || {
+            settle();
+            let before = origin.proxy.count();
+            let r = client.get(&target);
+            assert_status(&r, 502, "wrong secret, again");
+            assert_ne!(r.header("x-cache"), Some("HIT"));
+            assert_eq!(
+                origin.proxy.count(),
+                before + 1,
+                "the 502 was served from the edge cache"
+            );
+        },
+    );
+
+    checks.check(
+        "no response carried either secret or an Authorization header",
+        || {
+            client.assert_no_leaks(&[&wrong_secret, &origin.secret_key]);
+        },
+    );
+
+    checks.finish(|| worker.process.log_tail());
+}
+
+#[test]
+fn missing_secret_is_a_500_naming_the_binding() {
+    let seed = seed();
+    let origin = S3Origin::start(&seed.cache, BUCKET);
+    let bindings: Vec<(String, String)> = origin
+        .bindings()
+        .into_iter()
+        .filter(|(k, _)| k != "SPACES_SECRET_ACCESS_KEY")
+        .collect();
+    let mut worker = Worker::start(&bindings);
+    let client = Client::new(&worker);
+    let mut checks = Checks::new();
+
+    checks.check(
+        "a narinfo request is a 500 naming SPACES_SECRET_ACCESS_KEY",
+        || {
+            let target = narinfo_target(&seed.top_path);
+            let r = client.get(&target);
+            assert_status(&r, 500, "no secret");
+            assert!(
+                r.text().contains("SPACES_SECRET_ACCESS_KEY"),
+                "the 500 does not name the binding: {:?}",
+                r.text()
+            );
+            let again = client.get(&target);
+            assert_status(&again, 500, "no secret, again");
+            assert_eq!(
+                origin.proxy.count(),
+                0,
+                "the origin was asked without a secret"
+            );
+        },
+    );
+
+    checks.check("no response leaked the access key id's secret twin", || {
+        client.assert_no_leaks(&[&origin.secret_key]);
+    });
+
+    let running = worker.process.is_running();
+    checks.check("the Worker is still running", || assert!(running));
+    checks.finish(|| worker.process.log_tail());
+}
+
+#[test]
+fn unreachable_origin_is_a_502_and_the_worker_lives_on() {
+    let seed = seed();
+    let origin = S3Origin::start(&seed.cache, BUCKET);
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let bindings: Vec<(String, String)> = origin
+        .bindings()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "SPACES_ENDPOINT" {
+                (k, endpoint.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let mut worker = Worker::start(&bindings);
+    let client = Client::new(&worker);
+    let mut checks = Checks::new();
+
+    checks.check("a closed origin port gives 502 naming the cause", || {
+        let target = narinfo_target(&seed.top_path);
+        let r = client.get(&target);
+        assert_status(&r, 502, "closed port");
+        let body = r.text().to_lowercase();
+        assert!(
+            ["unreachable", "connect", "refused"]
+                .iter()
+                .any(|w| body.contains(w)),
+            "502 body does not name the cause: {body:?}"
+        );
+        let nar = format!("/{}", seed.narinfo(&seed.top_path).url);
+        assert_status(&client.get(&nar), 502, "closed port, NAR");
+    });
+
+    checks.check("the Worker still answers afterwards", || {
+        let r = client.get("/nix-cache-info");
+        assert_status(&r, 200, "/nix-cache-info");
+    });
+
+    checks.check("no response carried the secret", || {
+        client.assert_no_leaks(&[&origin.secret_key]);
+    });
+
+    let running = worker.process.is_running();
+    checks.check("the Worker process is still running", || assert!(running));
+    checks.finish(|| worker.process.log_tail());
+}
