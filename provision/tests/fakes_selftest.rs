@@ -895,6 +895,50 @@ fn cloudflare_origin_ca_issues_real_certificates() {
 }
 
 #[test]
+fn cloudflare_origin_ca_takes_rsa_requests() {
+    let fake = FakeCloudflare::start(CF_TOKEN, &["example.com"]);
+    let agent = agent();
+    let url = format!("{}/certificates", fake.url());
+    // A CSR made by `openssl req -newkey rsa:2048`; its key was thrown away.
+    let rsa_csr = include_str!("fakes/testdata/rsa2048-cache.example.com.csr");
+    let wrong_type = send(
+        &agent,
+        "POST",
+        &url,
+        CF_TOKEN,
+        Some(json!({
+        "hostnames": ["cache.example.com"], "request_type": "origin-ecc", "csr": rsa_csr })),
+    );
+    assert_eq!(wrong_type.status, 400);
+    let issued = send(
+        &agent,
+        "POST",
+        &url,
+        CF_TOKEN,
+        Some(json!({
+        "hostnames": ["cache.example.com", "*.example.com"], "request_type": "origin-rsa",
+        "requested_validity": 90, "csr": rsa_csr })),
+    );
+    assert_eq!(issued.status, 200, "{}", issued.text);
+    let result = issued.json()["result"].clone();
+    assert_eq!(result["request_type"], "origin-rsa");
+    assert_eq!(
+        result["hostnames"],
+        json!(["cache.example.com", "*.example.com"])
+    );
+    let pem = result["certificate"].as_str().unwrap();
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let cert = block.parse_x509().unwrap();
+    let (_, csr_block) = x509_parser::pem::parse_x509_pem(rsa_csr.as_bytes()).unwrap();
+    let (_, request) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&csr_block.contents).unwrap();
+    assert_eq!(
+        cert.public_key().raw,
+        request.certification_request_info.subject_pki.raw
+    );
+    assert_clean(fake.violations());
+}
+
+#[test]
 fn cloudflare_worker_secrets_are_stored_but_never_listed() {
     let fake = FakeCloudflare::start(CF_TOKEN, &["example.com"]);
     let agent = agent();
