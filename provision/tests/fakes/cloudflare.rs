@@ -398,10 +398,11 @@ impl Provider for Inner {
             }
             "dns-records-for-a-zone-list-dns-records" => {
                 let zone_id = param("zone_id");
-                let Some(zone) = zone_name(&state, &zone_id) else {
+                if zone_name(&state, &zone_id).is_none() {
                     return not_found("zone");
-                };
-                let name = query.get("name").map(|n| full_name(n, &zone));
+                }
+                // The filter is the full name, as stored (not completed like a new record's).
+                let name = query.get("name").map(|n| n.to_ascii_lowercase());
                 let records: Vec<Value> = state
                     .records
                     .iter()

@@ -22,7 +22,9 @@ pub struct Call {
     pub status: u16,
 }
 
-/// A failure to inject into the next matching requests.
+/// A failure to inject into the next matching requests. Faults apply to requests that
+/// are authenticated and valid (a refused request does not use one up), in the order they
+/// were injected.
 #[derive(Clone, Debug)]
 pub struct Fault {
     /// HTTP method to match (`"*"` matches any).

@@ -65,7 +65,8 @@ type Handler = dyn Fn(Request) -> Reply + Send + Sync;
 pub struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
+    /// Open connections, by a serial number, so that drop can shut them down.
+    connections: Arc<Mutex<Vec<(u64, TcpStream)>>>,
     accept_thread: Option<JoinHandle<()>>,
 }
 
@@ -85,17 +86,24 @@ impl Server {
             let stop = stop.clone();
             let connections = connections.clone();
             std::thread::spawn(move || {
+                let mut serial = 0u64;
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    serial += 1;
+                    let id = serial;
                     if let Ok(clone) = stream.try_clone() {
-                        connections.lock().unwrap().push(clone);
+                        connections.lock().unwrap().push((id, clone));
                     }
                     let handler = handler.clone();
                     let stop = stop.clone();
-                    std::thread::spawn(move || serve_connection(stream, &*handler, &stop));
+                    let connections = connections.clone();
+                    std::thread::spawn(move || {
+                        serve_connection(stream, &*handler, &stop);
+                        connections.lock().unwrap().retain(|(c, _)| *c != id);
+                    });
                 }
             })
         };
@@ -121,7 +129,7 @@ impl Drop for Server {
         if let Some(thread) = self.accept_thread.take() {
             let _ = thread.join();
         }
-        for stream in self.connections.lock().unwrap().drain(..) {
+        for (_, stream) in self.connections.lock().unwrap().drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
