@@ -59,8 +59,9 @@ stop() {
     wait "$pid" 2>/dev/null || true
   done
 }
+interrupted=0
 trap stop EXIT
-trap 'exit 130' INT TERM
+trap 'interrupted=1; exit 130' INT TERM
 
 # --- s3s-fs on a free port ---
 s3_log="$local_dir/s3s-fs.log"
@@ -130,7 +131,7 @@ nix.conf lines:
 Try it (copies the seeded closure into a throwaway chroot store):
 
   nix --extra-experimental-features nix-command copy --from $url \\
-    --option trusted-public-keys '$public_key' \\
+    --option trusted-public-keys '$public_key' --option build-users-group '' \\
     --store /tmp/nix-spaces-cache-demo $top_path
 
 Seeded store paths:
@@ -139,9 +140,9 @@ $(sed 's/^/  /' "$local_dir/seed/closure")
 Ctrl-C stops the Worker and s3s-fs.
 INFO
 
-# Serve until Ctrl-C or until either server exits.
-while kill -0 "${pids[0]}" 2>/dev/null && kill -0 "${pids[1]}" 2>/dev/null; do
-  sleep 1
-done
+# Serve until Ctrl-C (the trap) or until either server exits.
+wait -n "${pids[@]}" || true
+sleep 0.2 # a Ctrl-C reaches the servers too; let its trap run first
+[ "$interrupted" = 0 ] || exit 130
 echo "dev: a server stopped; see .local/worker.log and .local/s3s-fs.log" >&2
 exit 1
