@@ -172,7 +172,7 @@ impl<'a> Executor<'a> {
         let key = OriginKey::generate(self.key_type)
             .with_context(|| format!("apply: origin certificate for {}: key", d.hostname))?;
         println!(
-            "    generated a {} key (kept in memory only)",
+            "    generated a new {} key (kept in memory only)",
             self.key_type.as_str()
         );
         if let Some(path) = &self.key_out {
@@ -200,12 +200,7 @@ impl<'a> Executor<'a> {
             Ok(c) => c,
             Err(e) if e.may_have_happened() => {
                 // It may have been issued: look for it by its CSR before giving up.
-                let found = self
-                    .p
-                    .cloudflare
-                    .send(&cf::ListOriginCertificates {
-                        zone_id: &self.world.zone_id,
-                    })
+                let found = observe::list_origin_certificates(self.p, &self.world.zone_id, &d.zone)
                     .ok()
                     .and_then(|list| {
                         list.into_iter().find(|c| {

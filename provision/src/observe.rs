@@ -125,11 +125,7 @@ pub fn observe(p: &Providers, d: &Desired) -> anyhow::Result<World> {
 
     let zone_id = find_zone(p, &d.zone)?;
 
-    let origin = p
-        .cloudflare
-        .send(&cf::ListOriginCertificates { zone_id: &zone_id })
-        .with_context(|| format!("observe: origin certificates of zone {}: list", d.zone))?;
-    for c in origin {
+    for c in list_origin_certificates(p, &zone_id, &d.zone)? {
         if c.hostnames.len() != 1 || c.hostnames[0] != d.hostname {
             continue;
         }
@@ -246,6 +242,27 @@ pub fn find_zone(p: &Providers, zone: &str) -> anyhow::Result<String> {
              name right, and does CLOUDFLARE_API_TOKEN have Zone:Read on it?)"
         ),
     }
+}
+
+/// Every Origin CA certificate of the zone (all pages).
+pub fn list_origin_certificates(
+    p: &Providers,
+    zone_id: &str,
+    zone: &str,
+) -> anyhow::Result<Vec<cf::OriginCertificate>> {
+    let mut all = Vec::new();
+    for page in 1.. {
+        let list = p
+            .cloudflare
+            .send(&cf::ListOriginCertificates { zone_id, page })
+            .with_context(|| format!("observe: origin certificates of zone {zone}: list"))?;
+        let n = list.len();
+        all.extend(list);
+        if n < cf::ListOriginCertificates::PER_PAGE || page >= 50 {
+            break;
+        }
+    }
+    Ok(all)
 }
 
 /// Every DigitalOcean certificate (all pages).

@@ -291,6 +291,12 @@ pub struct OriginCertificate {
 #[derive(Debug)]
 pub struct ListOriginCertificates<'a> {
     pub zone_id: &'a str,
+    pub page: u32,
+}
+
+impl ListOriginCertificates<'_> {
+    /// The page size (the API's maximum).
+    pub const PER_PAGE: usize = 50;
 }
 
 impl Call for ListOriginCertificates<'_> {
@@ -304,7 +310,8 @@ impl Call for ListOriginCertificates<'_> {
     fn query(&self) -> Vec<(&'static str, String)> {
         vec![
             ("zone_id", self.zone_id.to_owned()),
-            ("per_page", "100".into()),
+            ("page", self.page.to_string()),
+            ("per_page", Self::PER_PAGE.to_string()),
         ]
     }
 }

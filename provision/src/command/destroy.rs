@@ -173,49 +173,13 @@ fn remove_worker_secrets(p: &observe::Providers, d: &Desired) -> anyhow::Result<
 
 /// Every version and delete marker of `nix-cache-info` (a versioned bucket keeps them all).
 fn cache_info_versions(s3: &spaces::SpacesClient, bucket: &str) -> anyhow::Result<Vec<String>> {
-    let mut call = spaces::S3Call::list_object_versions(bucket, None, 1000);
-    call.query.push(("prefix".into(), CACHE_INFO_KEY.into()));
-    let answer = s3
-        .send(&call)
-        .with_context(|| format!("destroy: s3://{bucket}/{CACHE_INFO_KEY}: ListObjectVersions"))?;
-    if !(200..300).contains(&answer.status) {
-        return Err(spaces::http_error(&call, &answer)).with_context(|| {
-            format!("destroy: s3://{bucket}/{CACHE_INFO_KEY}: ListObjectVersions")
-        });
-    }
-    Ok(version_ids(
-        &String::from_utf8_lossy(&answer.body),
-        CACHE_INFO_KEY,
-    ))
-}
-
-/// The `VersionId`s of `key`'s `<Version>` and `<DeleteMarker>` entries in a listing.
-fn version_ids(xml: &str, key: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for tag in ["Version", "DeleteMarker"] {
-        let open = format!("<{tag}>");
-        let close = format!("</{tag}>");
-        let mut rest = xml;
-        while let Some(start) = rest.find(&open) {
-            let after = &rest[start + open.len()..];
-            let Some(end) = after.find(&close) else { break };
-            let entry = &after[..end];
-            if element(entry, "Key").as_deref() == Some(key) {
-                if let Some(id) = element(entry, "VersionId") {
-                    ids.push(id);
-                }
-            }
-            rest = &after[end + close.len()..];
-        }
-    }
-    ids
-}
-
-fn element(xml: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some(xml[start..end].to_owned())
+    Ok(s3
+        .list_object_versions(bucket, Some(CACHE_INFO_KEY))
+        .with_context(|| format!("destroy: s3://{bucket}/{CACHE_INFO_KEY}: ListObjectVersions"))?
+        .into_iter()
+        .filter(|v| v.key == CACHE_INFO_KEY)
+        .map(|v| v.version_id)
+        .collect())
 }
 
 fn delete_cache_info(
@@ -234,26 +198,8 @@ fn delete_cache_info(
         }
     }
     for id in all.iter().filter(|id| id.as_str() != "null") {
-        let mut call = spaces::S3Call::delete_object(bucket, CACHE_INFO_KEY);
-        call.query.push(("versionId".into(), id.clone()));
-        let answer = s3.send(&call).with_context(context)?;
-        if !(200..300).contains(&answer.status) && answer.status != 404 {
-            return Err(spaces::http_error(&call, &answer)).with_context(context);
-        }
+        s3.delete_object_version(bucket, CACHE_INFO_KEY, id)
+            .with_context(context)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_ids_of_one_key() {
-        let xml = r#"<ListVersionsResult><Version><Key>nix-cache-info</Key><VersionId>v1</VersionId></Version>
-            <Version><Key>nix-cache-info-old</Key><VersionId>x</VersionId></Version>
-            <DeleteMarker><Key>nix-cache-info</Key><VersionId>m1</VersionId></DeleteMarker></ListVersionsResult>"#;
-        assert_eq!(version_ids(xml, "nix-cache-info"), vec!["v1", "m1"]);
-        assert!(version_ids("<ListVersionsResult/>", "nix-cache-info").is_empty());
-    }
 }

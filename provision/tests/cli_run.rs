@@ -1,0 +1,932 @@
+//! The `provision` binary end to end, on 127.0.0.1 only: DigitalOcean and Cloudflare as the
+//! strict in-process fakes (`fakes`), Spaces as `moto_server` in auth mode (it does bucket
+//! settings and objects, and rejects wrong keys).
+//!
+//! Every run's stdout and stderr, and every file a run leaves, is scanned for the secrets in
+//! play (tokens, Spaces secrets, private keys).
+
+mod fakes;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use fakes::{FakeCloudflare, FakeDigitalOcean, Fault, FaultKind};
+use nix_spaces_cache::sigv4::{uri_encode, Credentials};
+use provision::api::spaces::{BucketStatus, SpacesClient, Versioning};
+use serde_json::Value;
+
+const DO_TOKEN: &str = "dop_v1_0f3c9a7e51b24d68a0c1e2f3b4d5c6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d";
+const CF_TOKEN: &str = "cf-token-Zq8mW3rT7yU1iO5pA9sD2fG6hJ0kL4xC";
+const HOSTNAME: &str = "cache.example.com";
+const ZONE: &str = "example.com";
+const REGION: &str = "fra1";
+const SCRIPT: &str = "nix-cache";
+
+// ---------------------------------------------------------------------------------------------
+// moto_server, killed by its pid when dropped
+// ---------------------------------------------------------------------------------------------
+
+struct Moto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    key_id: String,
+    secret: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Requests moto has logged so far (its access log, one line per request).
+    fn requests(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" HTTP/1.1\""))
+            .count()
+    }
+
+    fn s3(&self) -> SpacesClient {
+        SpacesClient::new(
+            &self.url(),
+            REGION,
+            Credentials::new(self.key_id.clone(), self.secret.clone()),
+        )
+        .unwrap()
+        .with_retry(Duration::from_millis(10), 2)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn moto_binary() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Ok(out) = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+    {
+        dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("moto_server"))
+        .find(|p| p.is_file())
+        .expect("moto_server is not installed: run `pip install 'moto[server]'` (scripts/install.sh does)")
+}
+
+fn moto_iam(url: &str, params: &[(&str, &str)]) -> String {
+    let mut body = String::from("Version=2010-05-08");
+    for (k, v) in params {
+        body.push_str(&format!("&{k}={}", uri_encode(v, false)));
+    }
+    ureq::post(&format!("{url}/"))
+        .set(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .send_string(&body)
+        .unwrap_or_else(|e| panic!("IAM {:?} on moto failed: {e}", params.first()))
+        .into_string()
+        .unwrap()
+}
+
+fn xml_value(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml.find(&open).unwrap() + open.len();
+    let end = start + xml[start..].find(&format!("</{name}>")).unwrap();
+    xml[start..end].to_owned()
+}
+
+/// moto in auth mode, with an IAM user allowed `s3:*` and its key.
+fn start_moto() -> Moto {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("moto.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(moto_binary())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .expect("start moto_server");
+    let mut moto = Moto {
+        child,
+        port,
+        log,
+        key_id: String::new(),
+        secret: String::new(),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = moto.child.try_wait() {
+            panic!("moto_server exited ({status})");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = moto.url();
+    let user = "provision";
+    moto_iam(&url, &[("Action", "CreateUser"), ("UserName", user)]);
+    moto_iam(
+        &url,
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", user),
+            ("PolicyName", "s3-all"),
+            (
+                "PolicyDocument",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
+            ),
+        ],
+    );
+    let key = moto_iam(&url, &[("Action", "CreateAccessKey"), ("UserName", user)]);
+    moto.key_id = xml_value(&key, "AccessKeyId");
+    moto.secret = xml_value(&key, "SecretAccessKey");
+    moto
+}
+
+// ---------------------------------------------------------------------------------------------
+// A rig: fakes + moto + a working directory, and the binary run inside it
+// ---------------------------------------------------------------------------------------------
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// API calls one command made, per provider.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    digitalocean: usize,
+    cloudflare: usize,
+    spaces: usize,
+}
+
+struct Rig<'m> {
+    moto: &'m Moto,
+    bucket: String,
+    digitalocean: FakeDigitalOcean,
+    cloudflare: FakeCloudflare,
+    dir: tempfile::TempDir,
+    /// `Some(account)` to store the Worker's key through Cloudflare's API.
+    account: Option<String>,
+    transcript: Mutex<Vec<String>>,
+}
+
+impl<'m> Rig<'m> {
+    fn new(moto: &'m Moto, bucket: &str, worker_in_cloudflare: bool, extra_config: &str) -> Self {
+        let digitalocean = FakeDigitalOcean::start(DO_TOKEN);
+        let cloudflare = FakeCloudflare::start(CF_TOKEN, &[ZONE]);
+        let account = worker_in_cloudflare.then(|| cloudflare.account_id());
+        let dir = tempfile::tempdir().unwrap();
+        let worker = if worker_in_cloudflare {
+            format!("[worker]\nname = \"{SCRIPT}\"\n")
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            dir.path().join("provision.toml"),
+            format!(
+                "hostname = \"{HOSTNAME}\"\nzone = \"{ZONE}\"\nregion = \"{REGION}\"\nbucket = \"{bucket}\"\n{extra_config}\n{worker}"
+            ),
+        )
+        .unwrap();
+        Rig {
+            moto,
+            bucket: bucket.to_owned(),
+            digitalocean,
+            cloudflare,
+            dir,
+            account,
+            transcript: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_provision"));
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .env("DIGITALOCEAN_TOKEN", DO_TOKEN)
+            .env("CLOUDFLARE_API_TOKEN", CF_TOKEN)
+            .env("SPACES_ACCESS_KEY_ID", &self.moto.key_id)
+            .env("SPACES_SECRET_ACCESS_KEY", &self.moto.secret)
+            .env("DIGITALOCEAN_API_URL", self.digitalocean.url())
+            .env("CLOUDFLARE_API_URL", self.cloudflare.url())
+            .env("SPACES_ENDPOINT", self.moto.url())
+            .env("PROVISION_RETRY_BASE_MS", "10")
+            .env("PROVISION_RETRY_MAX_MS", "1500")
+            .env("PROVISION_HTTP_TIMEOUT_MS", "1000")
+            .args(args);
+        if let Some(account) = &self.account {
+            c.env("CLOUDFLARE_ACCOUNT_ID", account);
+        }
+        c
+    }
+
+    fn run_with(&self, mut command: Command, input: &str) -> Run {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run provision");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.transcript
+            .lock()
+            .unwrap()
+            .push(format!("{}\n{}", run.stdout, run.stderr));
+        run
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(self.command(args), "")
+    }
+
+    /// Runs and counts the API calls the run made.
+    fn counted(&self, args: &[&str]) -> (Run, Counts) {
+        let before = self.counts();
+        let run = self.run(args);
+        let after = self.counts();
+        (
+            run,
+            Counts {
+                digitalocean: after.digitalocean - before.digitalocean,
+                cloudflare: after.cloudflare - before.cloudflare,
+                spaces: after.spaces - before.spaces,
+            },
+        )
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            digitalocean: self.digitalocean.calls().len(),
+            cloudflare: self.cloudflare.calls().len(),
+            spaces: self.moto.requests(),
+        }
+    }
+
+    fn expect(&self, args: &[&str], code: i32) -> Run {
+        let run = self.run(args);
+        assert_eq!(run.code, code, "provision {args:?}:\n{run:?}");
+        run
+    }
+
+    fn secrets_file(&self) -> PathBuf {
+        self.dir.path().join("worker-secrets.json")
+    }
+
+    /// The Worker's key secret, wherever apply put it.
+    fn worker_secret(&self) -> Option<String> {
+        match &self.account {
+            Some(account) => {
+                self.cloudflare
+                    .secret_value(account, SCRIPT, "SPACES_SECRET_ACCESS_KEY")
+            }
+            None => std::fs::read_to_string(self.secrets_file())
+                .ok()
+                .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+                .map(|v| v["SPACES_SECRET_ACCESS_KEY"].as_str().unwrap().to_owned()),
+        }
+    }
+
+    /// Fails if any secret shows in any run's output or in a file other than the two meant to
+    /// hold one (both must be mode 0600).
+    fn assert_no_leaks(&self, extra: &[String]) {
+        let mut secrets = vec![
+            DO_TOKEN.to_owned(),
+            CF_TOKEN.to_owned(),
+            self.moto.secret.clone(),
+        ];
+        secrets.extend(self.worker_secret());
+        secrets.extend(extra.iter().cloned());
+        let transcript = self.transcript.lock().unwrap();
+        for (i, text) in transcript.iter().enumerate() {
+            for s in &secrets {
+                assert!(!text.contains(s.as_str()), "run {i} printed a secret");
+            }
+            assert!(
+                !text.contains("PRIVATE KEY"),
+                "run {i} printed a private key"
+            );
+        }
+        for entry in walk(self.dir.path()) {
+            let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+            let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
+            if name == "worker-secrets.json" || name.ends_with(".key") {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{name} must be private");
+                for s in [DO_TOKEN, CF_TOKEN, self.moto.secret.as_str()] {
+                    assert!(!text.contains(s), "{name} holds a secret it should not");
+                }
+                continue;
+            }
+            for s in &secrets {
+                assert!(!text.contains(s.as_str()), "{name} holds a secret");
+            }
+            assert!(!text.contains("PRIVATE KEY"), "{name} holds a private key");
+        }
+    }
+
+    fn assert_no_violations(&self) {
+        assert!(
+            self.digitalocean.violations().is_empty(),
+            "DigitalOcean fake: {:#?}",
+            self.digitalocean.violations()
+        );
+        assert!(
+            self.cloudflare.violations().is_empty(),
+            "Cloudflare fake: {:#?}",
+            self.cloudflare.violations()
+        );
+    }
+
+    /// Exactly one of each resource, as a converged apply leaves it.
+    fn assert_converged(&self) {
+        let certs = self.digitalocean.certificates();
+        assert_eq!(certs.len(), 1, "DigitalOcean certificates: {certs:#?}");
+        assert!(certs[0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("cache-example-com-origin-"));
+        let origin = self.cloudflare.origin_certificates();
+        assert_eq!(origin.len(), 1, "origin certificates: {origin:#?}");
+        let cdn = self.digitalocean.cdn_endpoints();
+        assert_eq!(cdn.len(), 1, "CDN endpoints: {cdn:#?}");
+        let endpoint = format!("{}.{REGION}.cdn.digitaloceanspaces.com", self.bucket);
+        assert_eq!(cdn[0]["endpoint"], endpoint.as_str());
+        assert_eq!(cdn[0]["custom_domain"], HOSTNAME);
+        assert_eq!(cdn[0]["ttl"], 3600);
+        let dns = self.cloudflare.dns_records();
+        assert_eq!(dns.len(), 1, "DNS records: {dns:#?}");
+        assert_eq!(dns[0]["type"], "CNAME");
+        assert_eq!(dns[0]["content"], endpoint.as_str());
+        assert_eq!(dns[0]["proxied"], true);
+        let keys = self.digitalocean.spaces_keys();
+        assert_eq!(keys.len(), 1, "Spaces keys: {keys:#?}");
+        assert_eq!(
+            keys[0]["grants"],
+            serde_json::json!([{"bucket": self.bucket, "permission": "read"}])
+        );
+        match &self.account {
+            Some(account) => {
+                let mut names = self.cloudflare.worker_secrets(account, SCRIPT);
+                names.sort();
+                assert_eq!(names, ["SPACES_ACCESS_KEY_ID", "SPACES_SECRET_ACCESS_KEY"]);
+                assert_eq!(
+                    self.cloudflare
+                        .secret_value(account, SCRIPT, "SPACES_ACCESS_KEY_ID")
+                        .as_deref(),
+                    keys[0]["access_key"].as_str()
+                );
+            }
+            None => {
+                let v: Value =
+                    serde_json::from_str(&std::fs::read_to_string(self.secrets_file()).unwrap())
+                        .unwrap();
+                assert_eq!(v["SPACES_ACCESS_KEY_ID"], keys[0]["access_key"]);
+            }
+        }
+        let s3 = self.moto.s3();
+        assert_eq!(s3.head_bucket(&self.bucket).unwrap(), BucketStatus::Owned);
+        assert_eq!(
+            s3.get_versioning(&self.bucket).unwrap(),
+            Versioning::Enabled
+        );
+        let rule = s3.get_lifecycle(&self.bucket).unwrap().unwrap();
+        assert_eq!(
+            (
+                rule.enabled,
+                rule.expiration_days,
+                rule.abort_incomplete_multipart_days
+            ),
+            (true, Some(30), Some(1))
+        );
+        let policy = s3.get_policy(&self.bucket).unwrap().unwrap();
+        assert!(provision::api::spaces::policy_equivalent(
+            &policy,
+            &provision::api::spaces::anonymous_read_policy(&self.bucket)
+        ));
+        let info = s3
+            .get_object(&self.bucket, "nix-cache-info")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            info.body,
+            b"StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"
+        );
+        assert_eq!(info.content_type.as_deref(), Some("text/x-nix-cache-info"));
+    }
+
+    /// Nothing provision makes is left.
+    fn assert_gone(&self) {
+        assert!(self.digitalocean.certificates().is_empty());
+        assert!(self.digitalocean.cdn_endpoints().is_empty());
+        assert!(self.digitalocean.spaces_keys().is_empty());
+        assert!(self.cloudflare.origin_certificates().is_empty());
+        assert!(self.cloudflare.dns_records().is_empty());
+        if let Some(account) = &self.account {
+            assert!(self.cloudflare.worker_secrets(account, SCRIPT).is_empty());
+        }
+        assert!(!self.secrets_file().exists());
+        assert_eq!(
+            self.moto.s3().head_bucket(&self.bucket).unwrap(),
+            BucketStatus::Missing
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn plan_apply_plan_destroy_against_the_test_servers() {
+    let moto = start_moto();
+    let rig = Rig::new(&moto, "nix-store", false, "");
+    let mut table = Vec::new();
+
+    let (plan, n) = rig.counted(&["plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("+   create    bucket: nix-store in fra1, private ACL"),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains("10 to create, 0 to update"),
+        "{plan:?}"
+    );
+    table.push(("plan", plan.code, n));
+
+    let (apply, n) = rig.counted(&["apply"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply
+            .stdout
+            .contains("auto: switching the CDN to DigitalOcean's managed certificate"),
+        "{apply:?}"
+    );
+    assert!(apply
+        .stdout
+        .contains("invalid certificate issued by Cloudflare origin CA"));
+    assert!(apply.stdout.contains("wrangler secret bulk"), "{apply:?}");
+    table.push(("apply", apply.code, n));
+    rig.assert_converged();
+    let cdn = rig.digitalocean.cdn_endpoints();
+    assert_eq!(cdn[0]["certificate_id"], "needs-cloudflare-cert");
+
+    let (again, n) = rig.counted(&["plan"]);
+    assert_eq!(again.code, 0, "the plan after apply is empty: {again:?}");
+    assert!(again
+        .stdout
+        .contains("0 to create, 0 to update, 0 to replace, 0 to delete, 10 unchanged"));
+    assert!(again
+        .stdout
+        .contains("auto: the CDN refused the Cloudflare Origin CA certificate"));
+    table.push(("plan", again.code, n));
+
+    let json = rig.expect(&["plan", "--json"], 0);
+    let json: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["has_changes"], false);
+    assert_eq!(json["changes"].as_array().unwrap().len(), 10);
+
+    let (output, n) = rig.counted(&["output"]);
+    assert_eq!(output.code, 0);
+    assert!(output
+        .stdout
+        .contains("extra-substituters = https://cache.example.com"));
+    assert!(output
+        .stdout
+        .contains(&format!("endpoint=127.0.0.1:{}", moto.port)));
+    table.push(("output", output.code, n));
+
+    let (destroy, n) = rig.counted(&["destroy", "--yes"]);
+    assert_eq!(destroy.code, 0, "{destroy:?}");
+    table.push(("destroy", destroy.code, n));
+    rig.assert_gone();
+    let (after, n) = rig.counted(&["plan"]);
+    assert_eq!(after.code, 2);
+    table.push(("plan", after.code, n));
+
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&[]);
+
+    println!("\nprovision against the test servers (fakes for DigitalOcean and Cloudflare, moto for Spaces):");
+    println!(
+        "{:<8} {:>4} {:>13} {:>11} {:>7}",
+        "command", "exit", "DigitalOcean", "Cloudflare", "Spaces"
+    );
+    for (command, code, n) in &table {
+        println!(
+            "{command:<8} {code:>4} {:>13} {:>11} {:>7}",
+            n.digitalocean, n.cloudflare, n.spaces
+        );
+    }
+    println!("\n--- apply output ---\n{}", apply.stdout);
+}
+
+#[test]
+fn worker_key_goes_straight_into_the_workers_secrets() {
+    let moto = start_moto();
+    let rig = Rig::new(&moto, "nix-store-cf", true, "");
+    let apply = rig.expect(&["apply"], 0);
+    assert!(
+        apply
+            .stdout
+            .contains("stored as Worker nix-cache's secrets"),
+        "{apply:?}"
+    );
+    assert!(
+        !rig.secrets_file().exists(),
+        "no secrets file when Cloudflare holds them"
+    );
+    rig.assert_converged();
+    rig.expect(&["plan"], 0);
+
+    // A lost secret (deleted from the Worker) makes a new key, and the old one goes.
+    let old_key = rig.digitalocean.spaces_keys()[0]["access_key"].clone();
+    let account = rig.account.clone().unwrap();
+    let deleted = ureq::delete(&format!(
+        "{}/accounts/{account}/workers/scripts/{SCRIPT}/secrets/SPACES_SECRET_ACCESS_KEY",
+        rig.cloudflare.url()
+    ))
+    .set("Authorization", &format!("Bearer {CF_TOKEN}"))
+    .call();
+    assert!(deleted.is_ok());
+    let plan = rig.expect(&["plan"], 2);
+    assert!(
+        plan.stdout.contains("-/+ replace   worker spaces key"),
+        "{plan:?}"
+    );
+    rig.expect(&["apply"], 0);
+    rig.assert_converged();
+    assert_ne!(rig.digitalocean.spaces_keys()[0]["access_key"], old_key);
+    rig.expect(&["plan"], 0);
+
+    rig.expect(&["destroy", "--yes"], 0);
+    rig.assert_gone();
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&[]);
+}
+
+/// One fault per step, in turn: the failed apply is finished by the next one, and the fakes
+/// then hold exactly one of each resource.
+fn faults_converge(bucket_prefix: &str, faults: Vec<(&'static str, &'static str, bool)>) {
+    let moto = start_moto();
+    let kinds = [
+        FaultKind::Status(500),
+        FaultKind::RateLimited {
+            retry_after_secs: 1,
+        },
+        FaultKind::Timeout,
+        FaultKind::Malformed,
+        FaultKind::AfterEffect(500),
+    ];
+    let mut report = Vec::new();
+    for (i, (method, path, is_cloudflare)) in faults.iter().enumerate() {
+        for (j, kind) in kinds.iter().enumerate() {
+            let rig = Rig::new(&moto, &format!("{bucket_prefix}-{i}-{j}"), i % 2 == 0, "");
+            let fault = Fault {
+                method,
+                path_prefix: path.to_string(),
+                kind: kind.clone(),
+                times: 1,
+            };
+            if *is_cloudflare {
+                rig.cloudflare.inject(fault);
+            } else {
+                rig.digitalocean.inject(fault);
+            }
+            let first = rig.run(&["apply"]);
+            assert!(
+                first.code == 0 || first.code == 1,
+                "{method} {path} {kind:?}: {first:?}"
+            );
+            if first.code == 1 {
+                assert!(
+                    first.stderr.starts_with("error: ") && first.stderr.contains(" answered ")
+                        || first.stderr.contains("no answer")
+                        || first.stderr.contains("cannot read"),
+                    "{method} {path} {kind:?}: the error names the provider's answer: {first:?}"
+                );
+            }
+            let second = rig.run(&["apply"]);
+            assert_eq!(
+                second.code, 0,
+                "{method} {path} {kind:?}: second apply: {second:?}"
+            );
+            rig.assert_converged();
+            let plan = rig.run(&["plan"]);
+            assert_eq!(plan.code, 0, "{method} {path} {kind:?}: {plan:?}");
+            rig.assert_no_violations();
+            rig.assert_no_leaks(&[]);
+            report.push(format!(
+                "{method:<6} {path:<20} {:<40} first apply exit {}",
+                format!("{kind:?}"),
+                first.code
+            ));
+        }
+    }
+    println!("{}", report.join("\n"));
+}
+
+#[test]
+fn digitalocean_faults_converge() {
+    faults_converge(
+        "do-fault",
+        vec![
+            ("POST", "/v2/certificates", false),
+            ("POST", "/v2/cdn/endpoints", false),
+            ("POST", "/v2/spaces/keys", false),
+            ("GET", "/v2/certificates", false),
+        ],
+    );
+}
+
+#[test]
+fn cloudflare_faults_converge() {
+    faults_converge(
+        "cf-fault",
+        vec![
+            ("POST", "/certificates", true),
+            ("POST", "/zones/", true),
+            ("GET", "/zones", true),
+            ("PUT", "/accounts/", true),
+        ],
+    );
+}
+
+#[test]
+fn certificate_near_expiry_is_rotated() {
+    let moto = start_moto();
+    let rig = Rig::new(
+        &moto,
+        "nix-store-rotate",
+        false,
+        "[cdn]\ncertificate = \"origin-ca\"\n",
+    );
+    rig.digitalocean.set_refuse_origin_ca_on_cdn(false);
+    rig.expect(&["apply"], 0);
+    rig.assert_converged();
+    let old_origin = rig.cloudflare.origin_certificates()[0]["id"].clone();
+    let old_do = rig.digitalocean.certificates()[0]["id"].clone();
+    assert_eq!(
+        rig.digitalocean.cdn_endpoints()[0]["certificate_id"],
+        old_do
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let later = (now + 340 * 86_400).to_string();
+    let mut plan = rig.command(&["plan"]);
+    plan.env("PROVISION_NOW", &later);
+    let plan = rig.run_with(plan, "");
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("within 30 days: rotate with a new key"),
+        "{plan:?}"
+    );
+    let mut apply = rig.command(&["apply"]);
+    apply.env("PROVISION_NOW", &later);
+    let apply = rig.run_with(apply, "");
+    assert_eq!(apply.code, 0, "{apply:?}");
+    rig.assert_converged();
+    let new_do = rig.digitalocean.certificates()[0]["id"].clone();
+    assert_ne!(rig.cloudflare.origin_certificates()[0]["id"], old_origin);
+    assert_ne!(new_do, old_do);
+    assert_eq!(
+        rig.digitalocean.cdn_endpoints()[0]["certificate_id"],
+        new_do
+    );
+    let mut plan = rig.command(&["plan"]);
+    plan.env("PROVISION_NOW", &later);
+    assert_eq!(rig.run_with(plan, "").code, 0);
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&[]);
+}
+
+#[test]
+fn origin_ca_mode_reports_the_refusal() {
+    let moto = start_moto();
+    let rig = Rig::new(
+        &moto,
+        "nix-store-strict",
+        false,
+        "[cdn]\ncertificate = \"origin-ca\"\n",
+    );
+    let apply = rig.expect(&["apply"], 1);
+    assert!(
+        apply
+            .stderr
+            .contains("invalid certificate issued by Cloudflare origin CA")
+            && apply
+                .stderr
+                .contains("apply: cdn endpoint for nix-store-strict.fra1.digitaloceanspaces.com")
+            && apply.stderr.contains("set it to \"auto\" or \"managed\""),
+        "{apply:?}"
+    );
+    // The origin certificate stays stored; nothing half-made: no CDN endpoint.
+    assert_eq!(rig.digitalocean.certificates().len(), 1);
+    assert!(rig.digitalocean.cdn_endpoints().is_empty());
+    // Switching to managed finishes the job.
+    let run = rig.run(&["--cdn-certificate", "managed", "apply"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    rig.assert_converged();
+    assert_eq!(
+        rig.digitalocean.cdn_endpoints()[0]["certificate_id"],
+        "needs-cloudflare-cert"
+    );
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&[]);
+}
+
+#[test]
+fn key_out_writes_the_key_0600_and_nowhere_else() {
+    let moto = start_moto();
+    let rig = Rig::new(&moto, "nix-store-keyout", false, "");
+    let apply = rig.expect(&["apply", "--key-out", "origin.key"], 0);
+    assert!(apply
+        .stdout
+        .contains("wrote the private key to origin.key (mode 0600)"));
+    let pem = std::fs::read_to_string(rig.dir.path().join("origin.key")).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let body: Vec<String> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_owned)
+        .collect();
+    // A second apply makes no key and leaves the file alone.
+    let again = rig.expect(&["apply", "--key-out", "other.key"], 0);
+    assert!(again.stdout.contains("nothing to do"), "{again:?}");
+    assert!(!rig.dir.path().join("other.key").exists());
+    rig.assert_no_leaks(&body);
+}
+
+#[test]
+fn destroy_asks_and_refuses_a_bucket_with_objects() {
+    let moto = start_moto();
+    let rig = Rig::new(&moto, "nix-store-full", false, "");
+    rig.expect(&["apply"], 0);
+
+    // Not confirmed: nothing deleted.
+    let no = rig.run_with(rig.command(&["destroy"]), "no\n");
+    assert_eq!(no.code, 1, "{no:?}");
+    assert!(no.stdout.contains("Only 'yes' confirms"));
+    assert!(no.stderr.contains("not confirmed; nothing was deleted"));
+    rig.assert_converged();
+
+    // A cache with contents is refused, with the count.
+    let s3 = moto.s3();
+    for name in ["a.narinfo", "nar/b.nar.xz"] {
+        s3.put_object(&rig.bucket, name, b"x", "text/plain")
+            .unwrap();
+    }
+    let refused = rig.run_with(rig.command(&["destroy"]), "yes\n");
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("still holds 2 object(s) besides nix-cache-info"),
+        "{refused:?}"
+    );
+    rig.assert_converged();
+
+    // Emptied (versions too), then confirmed: everything goes.
+    for v in s3.list_object_versions(&rig.bucket, None).unwrap() {
+        if v.key != "nix-cache-info" {
+            s3.delete_object_version(&rig.bucket, &v.key, &v.version_id)
+                .unwrap();
+        }
+    }
+    let yes = rig.run_with(rig.command(&["destroy"]), "yes\n");
+    assert_eq!(yes.code, 0, "{yes:?}");
+    rig.assert_gone();
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&[]);
+}
+
+#[test]
+fn errors_name_the_variable_the_step_and_the_providers_words() {
+    let moto = start_moto();
+    let rig = Rig::new(&moto, "nix-store-errors", false, "");
+
+    let mut missing = rig.command(&["plan"]);
+    missing.env_remove("CLOUDFLARE_API_TOKEN");
+    let run = rig.run_with(missing, "");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("CLOUDFLARE_API_TOKEN is not set") && run.stderr.contains("DNS:Edit"),
+        "{run:?}"
+    );
+
+    let mut wrong = rig.command(&["plan"]);
+    wrong.env(
+        "SPACES_SECRET_ACCESS_KEY",
+        "not-the-secret-0123456789abcdef",
+    );
+    let run = rig.run_with(wrong, "");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("observe: bucket nix-store-errors"),
+        "moto rejects a wrong key: {run:?}"
+    );
+
+    rig.digitalocean.inject(Fault {
+        method: "GET",
+        path_prefix: "/v2/cdn/endpoints".into(),
+        kind: FaultKind::Status(403),
+        times: 1,
+    });
+    let run = rig.expect(&["plan"], 1);
+    assert!(
+        run.stderr
+            .contains("observe: cdn endpoint for nix-store-errors.fra1.digitaloceanspaces.com: list: DigitalOcean answered 403 to GET /v2/cdn/endpoints"),
+        "{run:?}"
+    );
+
+    let run = rig.run(&[
+        "--zone",
+        "example.org",
+        "--hostname",
+        "cache.example.org",
+        "plan",
+    ]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("zone example.org"), "{run:?}");
+
+    let run = rig.expect(&["--cdn-ttl", "5", "plan"], 1);
+    assert!(run.stderr.contains("cdn.ttl 5"), "{run:?}");
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&["not-the-secret-0123456789abcdef".to_owned()]);
+}
