@@ -28,6 +28,39 @@ struct Issued {
     certificate_pem: String,
 }
 
+/// Sends a create. When its answer leaves unclear whether it happened (5xx, timeout,
+/// unreadable body), `find` looks for what it may have made; when nothing is there, the
+/// create is tried again after a pause, within the retry budget (`PROVISION_RETRY_*`).
+fn create_or_find<T>(
+    mut create: impl FnMut() -> Result<T, ApiError>,
+    mut find: impl FnMut() -> Option<Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let settings = crate::api::HttpSettings::from_env();
+    let mut attempt = 0;
+    loop {
+        match create() {
+            Ok(t) => return Ok(t),
+            Err(e) if e.may_have_happened() => {
+                if let Some(found) = find() {
+                    println!("    {e}; but the call had done its work, found it");
+                    return found;
+                }
+                attempt += 1;
+                if attempt >= settings.attempts {
+                    return Err(e);
+                }
+                let wait = settings.delay(attempt - 1, None);
+                println!(
+                    "    {e}; nothing was made, trying again in {:.1}s",
+                    wait.as_secs_f32()
+                );
+                std::thread::sleep(wait);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Runs one apply.
 #[derive(Debug)]
 pub struct Executor<'a> {
@@ -196,31 +229,22 @@ impl<'a> Executor<'a> {
                 d.hostname
             )
         };
-        let issued = match self.p.cloudflare.send(&call) {
-            Ok(c) => c,
-            Err(e) if e.may_have_happened() => {
-                // It may have been issued: look for it by its CSR before giving up.
-                let found = observe::list_origin_certificates(self.p, &self.world.zone_id, &d.zone)
-                    .ok()
-                    .and_then(|list| {
-                        list.into_iter().find(|c| {
-                            c.csr.as_deref().map(str::trim) == Some(csr.trim())
-                                && c.certificate.is_some()
-                        })
-                    });
-                match found {
-                    Some(c) => {
-                        println!(
-                            "    the certificate was issued although the answer was lost: {}",
-                            c.id
-                        );
-                        c
-                    }
-                    None => return Err(e).with_context(context),
-                }
-            }
-            Err(e) => return Err(e).with_context(context),
-        };
+        let zone_id = self.world.zone_id.as_str();
+        let issued = create_or_find(
+            || self.p.cloudflare.send(&call),
+            || {
+                // Issued although the answer was lost: the same CSR is listed.
+                observe::list_origin_certificates(self.p, zone_id, &d.zone)
+                    .ok()?
+                    .into_iter()
+                    .find(|c| {
+                        c.csr.as_deref().map(str::trim) == Some(csr.trim())
+                            && c.certificate.is_some()
+                    })
+                    .map(Ok)
+            },
+        )
+        .with_context(context)?;
         let certificate_pem = issued
             .certificate
             .ok_or_else(|| anyhow!("Cloudflare issued {} without a certificate", issued.id))
@@ -261,22 +285,17 @@ impl<'a> Executor<'a> {
             leaf_certificate_pem: &issued.certificate_pem,
         };
         let context = || format!("apply: digitalocean certificate {name}: create");
-        let id = match self.p.digitalocean.send(&call) {
-            Ok(c) => c.certificate.id,
-            Err(e) if e.may_have_happened() => {
-                let found = observe::list_do_certificates(self.p)
-                    .ok()
-                    .and_then(|all| all.into_iter().find(|c| c.name == name));
-                match found {
-                    Some(c) => {
-                        println!("    the upload happened although the answer was lost");
-                        c.id
-                    }
-                    None => return Err(e).with_context(context),
-                }
-            }
-            Err(e) => return Err(e).with_context(context),
-        };
+        let id = create_or_find(
+            || self.p.digitalocean.send(&call).map(|c| c.certificate.id),
+            || {
+                observe::list_do_certificates(self.p)
+                    .ok()?
+                    .into_iter()
+                    .find(|c| c.name == name)
+                    .map(|c| Ok(c.id))
+            },
+        )
+        .with_context(context)?;
         println!("    uploaded as {name} ({id}); the key now leaves memory");
         self.current_do = Some((id, name));
         // `issued` drops here: the key's buffers are wiped.
@@ -313,24 +332,23 @@ impl<'a> Executor<'a> {
                     certificate_id,
                 })
                 .map(|r| r.endpoint),
-            None => match self.p.digitalocean.send(&dig::CreateCdnEndpoint {
-                origin: &d.origin,
-                ttl: d.cdn_ttl,
-                custom_domain: &d.hostname,
-                certificate_id,
-            }) {
-                Ok(r) => Ok(r.endpoint),
-                Err(e) if e.may_have_happened() => {
-                    match observe::find_cdn_endpoint(self.p, &d.origin) {
-                        Ok(Some(found)) => {
-                            println!("    the endpoint was created although the answer was lost");
-                            self.send_cdn(Some(&found.id), certificate_id)
-                        }
-                        _ => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            },
+            None => create_or_find(
+                || {
+                    self.p
+                        .digitalocean
+                        .send(&dig::CreateCdnEndpoint {
+                            origin: &d.origin,
+                            ttl: d.cdn_ttl,
+                            custom_domain: &d.hostname,
+                            certificate_id,
+                        })
+                        .map(|r| r.endpoint)
+                },
+                || {
+                    let found = observe::find_cdn_endpoint(self.p, &d.origin).ok()??;
+                    Some(self.send_cdn(Some(&found.id), certificate_id))
+                },
+            ),
         }
     }
 
@@ -412,13 +430,15 @@ impl<'a> Executor<'a> {
         };
         let record = match id {
             Some(id) => update(id).with_context(context)?,
-            None => match self.p.cloudflare.send(&cf::CreateCname {
-                zone_id,
-                name: &d.hostname,
-                target,
-            }) {
-                Ok(r) => r,
-                Err(e) if e.may_have_happened() => {
+            None => create_or_find(
+                || {
+                    self.p.cloudflare.send(&cf::CreateCname {
+                        zone_id,
+                        name: &d.hostname,
+                        target,
+                    })
+                },
+                || {
                     let found = self
                         .p
                         .cloudflare
@@ -426,18 +446,13 @@ impl<'a> Executor<'a> {
                             zone_id,
                             name: &d.hostname,
                         })
-                        .ok()
-                        .and_then(|l| l.into_iter().find(|r| r.record_type == "CNAME"));
-                    match found {
-                        Some(r) => {
-                            println!("    the record was created although the answer was lost");
-                            update(&r.id).with_context(context)?
-                        }
-                        None => return Err(e).with_context(context),
-                    }
-                }
-                Err(e) => return Err(e).with_context(context),
-            },
+                        .ok()?
+                        .into_iter()
+                        .find(|r| r.record_type == "CNAME")?;
+                    Some(update(&found.id))
+                },
+            )
+            .with_context(context)?,
         };
         println!(
             "    {} ({})",
@@ -463,40 +478,38 @@ impl<'a> Executor<'a> {
             }],
         };
         let context = || format!("apply: spaces key {name}: create");
-        let created = match self.p.digitalocean.send(&call) {
-            Ok(k) => k.key,
-            Err(e) if e.may_have_happened() => {
-                // A key made by the lost call is useless (its secret is shown only once):
-                // remove it, then try once more.
-                let known: Vec<&str> = self
-                    .world
-                    .observed
-                    .worker_keys
-                    .iter()
-                    .map(|k| k.access_key.as_str())
-                    .collect();
-                let Ok(now) = observe::list_worker_keys(self.p, name) else {
-                    return Err(e).with_context(context);
-                };
-                for k in now
-                    .iter()
-                    .filter(|k| !known.contains(&k.access_key.as_str()))
-                {
+        let known: Vec<&str> = self
+            .world
+            .observed
+            .worker_keys
+            .iter()
+            .map(|k| k.access_key.as_str())
+            .collect();
+        let created = create_or_find(
+            || self.p.digitalocean.send(&call).map(|k| k.key),
+            || {
+                // A key made by a lost call is useless (its secret is shown only once):
+                // remove it, and let the create run again.
+                for k in observe::list_worker_keys(self.p, name).ok()? {
+                    if known.contains(&k.access_key.as_str()) {
+                        continue;
+                    }
                     println!(
                         "    removing {} (made by the lost call; its secret is gone)",
                         k.access_key
                     );
-                    self.delete(
-                        self.p.digitalocean.send(&dig::DeleteSpacesKey {
-                            access_key: &k.access_key,
-                        }),
-                        format!("apply: spaces key {}: delete", k.access_key),
-                    )?;
+                    if let Err(e) = self.p.digitalocean.send(&dig::DeleteSpacesKey {
+                        access_key: &k.access_key,
+                    }) {
+                        if !observe::already_gone(&e) {
+                            return Some(Err(e));
+                        }
+                    }
                 }
-                self.p.digitalocean.send(&call).with_context(context)?.key
-            }
-            Err(e) => return Err(e).with_context(context),
-        };
+                None
+            },
+        )
+        .with_context(context)?;
         println!(
             "    created {} with read on {}",
             created.access_key, d.bucket
