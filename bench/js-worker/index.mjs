@@ -12,6 +12,7 @@ const NARINFO = new RegExp(`^/(${NIX_BASE32}{32})\\.narinfo$`);
 const NAR = new RegExp(`^/nar/(${NIX_BASE32}{52})\\.nar(\\.(xz|zst|bz2|br|lz4|lzip|gz))?$`);
 const PASS_OUT = ["content-type", "content-length", "etag", "last-modified", "accept-ranges", "content-range"];
 const MAX_OBJECT_BYTES = 512 * 1024 * 1024;
+const ERROR_BODY_LIMIT = 16 * 1024;
 const TTL = { nar: 31536000, narinfo: 86400, negative: 60, other: 3600 };
 
 let client;
@@ -72,10 +73,22 @@ function missing(kind, head) {
   });
 }
 
-async function failure(origin) {
-  const body = (await origin.text()).slice(0, 16384);
-  const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1];
-  return code;
+// The first ERROR_BODY_LIMIT bytes of an error body, as text (S3 explains itself there).
+async function errorBody(origin) {
+  if (!origin.body) return "";
+  const reader = origin.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let bytes = 0;
+  while (bytes < ERROR_BODY_LIMIT) {
+    const { done, value } = await reader.read();
+    if (done) return text + decoder.decode();
+    const take = value.subarray(0, ERROR_BODY_LIMIT - bytes);
+    bytes += take.length;
+    text += decoder.decode(take, { stream: true });
+  }
+  reader.cancel();
+  return text;
 }
 
 async function serveObject(request, env, ctx, url, kind, key, contentType, head) {
@@ -97,22 +110,18 @@ async function serveObject(request, env, ctx, url, kind, key, contentType, head)
     return text(502, `origin unreachable: ${err.message}\n`);
   }
 
-  if (origin.status === 404) {
-    origin.body?.cancel();
-    if (storable(404, 0)) ctx.waitUntil(cache.put(cacheKey, missing(kind, false)));
-    return missing(kind, head);
-  }
-  if (origin.status === 403) {
-    const code = await failure(origin);
-    if (code === "AccessDenied") {
+  if (origin.status >= 400 && origin.status !== 416) {
+    const code = /<Code>([^<]*)<\/Code>/.exec(await errorBody(origin))?.[1];
+    if (origin.status === 404 || (origin.status === 403 && (code === "AccessDenied" || code === "NoSuchKey"))) {
       if (storable(404, 0)) ctx.waitUntil(cache.put(cacheKey, missing(kind, false)));
       return missing(kind, head);
     }
-    return text(502, `origin refused the Worker's credentials (${code ?? "403"})\n`);
+    if (origin.status === 403) return text(502, `origin refused the Worker's credentials (${code ?? "403"})\n`);
+    return text(502, `origin failed (${origin.status}${code ? ` ${code}` : ""})\n`);
   }
-  if (origin.status >= 500 || ![200, 206, 304, 416].includes(origin.status)) {
+  if (!((origin.status >= 200 && origin.status < 300) || origin.status === 304 || origin.status === 416)) {
     origin.body?.cancel();
-    return text(502, `origin failed (${origin.status})\n`);
+    return text(502, `origin answered ${origin.status}\n`);
   }
 
   const out = new Headers();
