@@ -14,7 +14,7 @@ step "building the Worker (scripts/build-worker.sh)"
 bash scripts/build-worker.sh
 
 step "cargo test --workspace"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

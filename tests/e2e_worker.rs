@@ -104,7 +104,19 @@ fn content_type(response: &Response) -> String {
 
 /// Edge-cache writes happen after the response (`waitUntil`); give them a moment.
 fn settle() {
-    thread::sleep(Duration::from_millis(400));
+    thread::sleep(Duration::from_millis(500));
+}
+
+/// Waits until the edge has stored `target` (a HEAD answered `x-cache: HIT`), since the Worker
+/// stores after answering. Panics after 15 s.
+fn await_edge_copy(client: &Client, target: &str) {
+    for _ in 0..60 {
+        if client.head(target).header("x-cache") == Some("HIT") {
+            return;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{target} was never stored at the edge");
 }
 
 fn assert_status(response: &Response, status: u16, what: &str) {
@@ -205,16 +217,13 @@ fn serves_a_seeded_cache_through_the_edge() {
             let sent = &requests[before];
             assert_eq!(sent.method, "GET");
             assert_eq!(sent.target, format!("/{BUCKET}{target}"));
-            settle();
+            await_edge_copy(&client, &target);
+            let before = origin.proxy.count();
             let second = client.get(&target);
             assert_status(&second, 200, &target);
             assert_eq!(second.header("x-cache"), Some("HIT"));
             assert_eq!(second.body, on_disk);
-            assert_eq!(
-                origin.proxy.count(),
-                before + 1,
-                "the HIT reached the origin"
-            );
+            assert_eq!(origin.proxy.count(), before, "the HIT reached the origin");
         },
     );
 
@@ -230,7 +239,8 @@ fn serves_a_seeded_cache_through_the_edge() {
             assert_eq!(first.header("x-cache"), Some("MISS"));
             assert_eq!(first.body, on_disk, "NAR body differs from the file");
             assert_eq!(origin.proxy.count(), before + 1);
-            settle();
+            await_edge_copy(&client, &target);
+            let before = origin.proxy.count();
             let second = client.get(&format!("{target}?hash=ignored"));
             assert_status(&second, 200, &target);
             assert_eq!(
@@ -239,11 +249,7 @@ fn serves_a_seeded_cache_through_the_edge() {
                 "a ?hash= query must not change the key"
             );
             assert_eq!(second.body, on_disk);
-            assert_eq!(
-                origin.proxy.count(),
-                before + 1,
-                "the HIT reached the origin"
-            );
+            assert_eq!(origin.proxy.count(), before, "the HIT reached the origin");
         },
     );
 
@@ -307,7 +313,7 @@ fn serves_a_seeded_cache_through_the_edge() {
             let full = client.get(&target);
             assert_status(&full, 200, &target);
             assert_eq!(full.body, on_disk);
-            settle();
+            await_edge_copy(&client, &target);
             let before = origin.proxy.count();
             let r = client.send("GET", &target, &[("Range", "bytes=0-99")]);
             assert_status(&r, 206, "Range on a cached NAR");
@@ -334,13 +340,14 @@ fn serves_a_seeded_cache_through_the_edge() {
                 before + 1,
                 "the miss was not asked at the origin"
             );
-            settle();
+            await_edge_copy(&client, target);
+            let before = origin.proxy.count();
             let second = client.get(target);
             assert_status(&second, 404, target);
             assert_eq!(second.header("x-cache"), Some("HIT"));
             assert_eq!(
                 origin.proxy.count(),
-                before + 1,
+                before,
                 "the remembered miss reached the origin"
             );
         },
@@ -465,7 +472,7 @@ fn serves_a_seeded_cache_through_the_edge() {
             assert_eq!(cold.body_len, info.file_size, "cold: length");
             assert_eq!(cold.first_mismatch, None, "cold: bytes differ");
             assert_eq!(cold.header("x-cache"), Some("MISS"));
-            settle();
+            await_edge_copy(&client, &target);
             let before = origin.proxy.count();
             let warm = client.get_compare(&target, &file);
             assert_status(&warm, 200, "large NAR, second time");
