@@ -323,14 +323,14 @@ impl Config {
         format!("{}.{}.cdn.digitaloceanspaces.com", self.bucket, self.region)
     }
 
-    /// The `nix-cache-info` object's text.
+    /// The `nix-cache-info` object's text, as the Worker renders it.
     pub fn cache_info_text(&self) -> String {
-        format!(
-            "StoreDir: {}\nWantMassQuery: {}\nPriority: {}\n",
-            self.store_dir,
-            u8::from(self.want_mass_query),
-            self.priority
-        )
+        nix_spaces_cache::nix::CacheInfo {
+            store_dir: self.store_dir.clone(),
+            want_mass_query: self.want_mass_query,
+            priority: self.priority,
+        }
+        .render()
     }
 
     /// The name of the Worker's read-only Spaces key.
