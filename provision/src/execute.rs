@@ -42,7 +42,7 @@ fn create_or_find<T>(
             Ok(t) => return Ok(t),
             Err(e) if e.may_have_happened() => {
                 if let Some(found) = find() {
-                    println!("    {e}; but the call had done its work, found it");
+                    println!("    {e}; the call had done its work all the same: found its result");
                     return found;
                 }
                 attempt += 1;

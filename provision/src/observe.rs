@@ -151,7 +151,8 @@ pub fn observe(p: &Providers, d: &Desired) -> anyhow::Result<World> {
                 .map(certs::parse_rfc3339)
                 .transpose()
                 .with_context(|| format!("observe: digitalocean certificate {}: not_after", c.id))?
-                .unwrap_or(0);
+                // No date (not verified yet): judged by the origin certificate's expiry alone.
+                .unwrap_or(i64::MAX);
             Ok(DoCertificate {
                 id: c.id,
                 name: c.name,
