@@ -14,7 +14,27 @@ step "building the Worker (scripts/build-worker.sh)"
 bash scripts/build-worker.sh
 
 step "cargo test --workspace"
-cargo test --workspace --no-fail-fast
+test_log="$(mktemp)"
+trap 'rm -f "$test_log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
+test_status=${PIPESTATUS[0]}
+set -e
+# One closing line for every test binary together: "tests: N passed, N failed".
+summary() {
+  awk '/^test result:/ {
+         for (i = 1; i < NF; i++) {
+           if ($(i + 1) ~ /^passed/) passed += $i
+           if ($(i + 1) ~ /^failed/) failed += $i
+         }
+       }
+       END { printf "tests: %d passed, %d failed\n", passed, failed }' "$test_log"
+}
+if [ "$test_status" -ne 0 ]; then
+  step "tests failed"
+  summary
+  exit "$test_status"
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -26,3 +46,4 @@ step "cargo clippy --target wasm32-unknown-unknown (the Workers glue)"
 cargo clippy -p nix-spaces-cache --lib --target wasm32-unknown-unknown -- -D warnings
 
 step "all tests passed"
+summary
