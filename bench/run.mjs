@@ -44,6 +44,8 @@ const settings = {
   narMiB: (process.env.BENCH_NAR_MIB ?? "64,256").split(",").filter(Boolean).map(Number),
   workers: (process.env.BENCH_WORKERS ?? "rust,js").split(",").filter(Boolean),
   rustDir: process.env.BENCH_RUST_DIR ?? "",
+  // The smallest workers-rs Worker, built from bench/floor (worker-build's output folder).
+  floorDir: process.env.BENCH_FLOOR_DIR ?? "",
   nodeModules: process.env.BENCH_NODE_MODULES ?? path.join(root, "node_modules"),
   s3sFs: process.env.S3S_FS ?? path.join(os.homedir(), ".cargo/bin/s3s-fs"),
   wrk: process.env.WRK ?? "/usr/bin/wrk",
@@ -56,6 +58,8 @@ const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 const NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz";
 /** Fetches per NAR and Worker for each of direct, cold and cached; the median is reported. */
 const COLD_FETCHES = 3;
+/** The smallest Worker in each language (bench/floor), measured on /nix-cache-info only. */
+const FLOORS = ["rust-floor", "js-floor"];
 
 function intEnv(name, fallback) {
   const raw = process.env[name];
@@ -270,6 +274,17 @@ function workerSources(name, jsBundle) {
   if (name === "js") {
     return { scriptPath: jsBundle, modules: true, modulesRoot: path.dirname(jsBundle) };
   }
+  if (name === "js-floor") {
+    return { scriptPath: path.join(here, "floor", "index.mjs"), modules: true };
+  }
+  if (name === "rust-floor") {
+    return {
+      scriptPath: path.join(settings.floorDir, "index.js"),
+      modules: true,
+      modulesRoot: settings.floorDir,
+      modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    };
+  }
   if (name === "rust") {
     if (!settings.rustDir) throw new Error("BENCH_RUST_DIR is not set (the wrangler --dry-run output)");
     const main = ["index.js", "shim.mjs", "index.mjs"].map((f) => path.join(settings.rustDir, f)).find((f) => fs.existsSync(f));
@@ -439,18 +454,25 @@ const median = (xs) => {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 };
 
-async function requestsPerSecond(workers, origin) {
-  const targets = [
-    { id: "nix-cache-info", label: "/nix-cache-info", path: "/nix-cache-info", script: "report.lua", expectStatusErrors: false },
+const CACHE_INFO_TARGET = { id: "nix-cache-info", label: "/nix-cache-info", path: "/nix-cache-info", script: "report.lua", expectStatusErrors: false };
+
+function rpsTargets(origin) {
+  return [
+    CACHE_INFO_TARGET,
     { id: "narinfo-cached", label: "cached narinfo (edge hit)", path: origin.narinfo, script: "report.lua", expectStatusErrors: false },
     { id: "narinfo-uncached", label: "uncached narinfo (sign + origin 404)", path: "/", script: "random-narinfo.lua", expectStatusErrors: true },
   ];
+}
+
+/** `floors` run on /nix-cache-info only, in the same rounds as the Workers they are the floor of. */
+async function requestsPerSecond(workers, floors, origin) {
   const results = [];
-  for (const target of targets) {
+  for (const target of rpsTargets(origin)) {
     const row = { ...target, workers: {} };
+    const these = target === CACHE_INFO_TARGET ? [...workers, ...floors] : workers;
     for (let round = 0; round < settings.rounds; round++) {
       // Alternate who goes first, so drift over time does not favour one Worker.
-      const order = round % 2 === 0 ? workers : [...workers].reverse();
+      const order = round % 2 === 0 ? these : [...these].reverse();
       for (const worker of order) {
         const url = `${worker.url}${target.path}`;
         if (settings.warmup > 0) await wrk(url, target.script, settings.warmup);
@@ -587,6 +609,26 @@ function printReport(results) {
     });
     out(`| ${row.label} | ${rps.join(" | ")} |${ratio} ${detail.join(" | ")} |`);
   }
+  for (const row of results.rps ?? []) {
+    for (const n of names) {
+      const w = row.workers[n];
+      if (w?.socket_errors) out(`\n${n}, ${row.label}: ${w.socket_errors} socket errors or timeouts in ${w.requests} requests`);
+    }
+  }
+  const infoRow = (results.rps ?? []).find((row) => row.id === CACHE_INFO_TARGET.id);
+  if (FLOORS.some((n) => infoRow?.workers[n])) {
+    out();
+    out("### The floor: the smallest Worker in each language (bench/floor), /nix-cache-info, in the same rounds");
+    out();
+    out("| Worker | req/s | p50 / p99 ms | workerd CPU µs/req | the full Worker's extra CPU µs/req |");
+    out("|---|---:|---:|---:|---:|");
+    for (const n of FLOORS) {
+      const w = infoRow.workers[n];
+      const full = infoRow.workers[n.replace("-floor", "")];
+      out(`| ${n} | ${fmt(w?.rps)} | ${fmt(w?.p50_ms, 1)} / ${fmt(w?.p99_ms, 1)} | ${fmt(w?.workerd_cpu_us)} | ${full && w ? fmt(full.workerd_cpu_us - w.workerd_cpu_us) : "-"} |`);
+    }
+  }
+  if (results.nar?.length) {
   out();
   out("## NAR streaming (curl to /dev/null; MB = 10^6 bytes; peak = workerd VmHWM)");
   out();
@@ -598,6 +640,7 @@ function printReport(results) {
       if (!w) continue;
       out(`| ${row.mib} MiB | ${n} | ${fmt(w.direct_mbps)} | ${fmt(w.cold_mbps)} | ${fmt(w.cold_mbps / w.direct_mbps, 2)} | ${fmt(w.cached_mbps)} | ${fmt(w.idle_rss_mib)} | ${fmt(w.peak_rss_mib)} |`);
     }
+  }
   }
   out();
   out(`Load average (1, 5, 15 min) before: ${results.loadavgBefore.map((x) => x.toFixed(2)).join(", ")}; after: ${results.loadavgAfter.map((x) => x.toFixed(2)).join(", ")}`);
@@ -635,6 +678,7 @@ async function main() {
   }
 
   const workers = [];
+  const floors = [];
   try {
     for (const name of settings.workers) {
       const worker = await startWorker(name, jsBundle, origin, creds);
@@ -642,9 +686,15 @@ async function main() {
       await checkWorker(worker, origin);
       log(`${name} Worker on ${worker.url} (workerd pid ${worker.pids.join(", ")}) passed its checks`);
     }
-    results.rps = await requestsPerSecond(workers, origin);
+    for (const name of settings.floorDir ? FLOORS : []) {
+      const worker = await startWorker(name, jsBundle, origin, creds);
+      floors.push(worker);
+      const info = await probe(`${worker.url}/nix-cache-info`);
+      expect(info.status === 200 && info.body.includes("StoreDir: /nix/store"), `${name}: /nix-cache-info is 200 (${info.status})`);
+    }
+    results.rps = await requestsPerSecond(workers, floors, origin);
   } finally {
-    for (const worker of workers) await worker.stop();
+    for (const worker of [...workers, ...floors]) await worker.stop();
   }
   results.nar = await narStreaming(origin, creds, jsBundle);
   results.finishedAt = new Date().toISOString();

@@ -11,7 +11,7 @@
 #
 # Everything listens on 127.0.0.1 on free ports, and every process started is stopped by pid.
 # Settings are environment variables, read by bench/run.mjs (BENCH_DURATION, BENCH_WARMUP,
-# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_NAR_MIB, BENCH_WORKERS); BENCH_JSON
+# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_NAR_MIB, BENCH_WORKERS, BENCH_FLOOR); BENCH_JSON
 # names a file to keep the raw results in. BENCHMARKS.md has the figures and the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +69,27 @@ done
 echo "| total | $total | $total_gz ($(awk -v b="$total_gz" 'BEGIN { printf "%.1f", b / 1024 }') KiB; target 200 KiB) |"
 echo
 
+# The floor: the smallest workers-rs Worker (bench/floor), built like the real one, beside the
+# smallest JavaScript Worker. BENCH_FLOOR=0 leaves it out.
+floor_dir=""
+if [ "${BENCH_FLOOR:-1}" = 1 ]; then
+  say "worker-build --release bench/floor"
+  if ! (
+    cd bench/floor
+    WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$HOME/.cargo/bin/wasm-bindgen}" \
+      WASM_OPT_BIN="${WASM_OPT_BIN:-$OLDPWD/node_modules/binaryen/bin/wasm-opt}" \
+      ESBUILD_BIN="${ESBUILD_BIN:-$OLDPWD/node_modules/esbuild/bin/esbuild}" \
+      CARGO_TARGET_DIR="$OLDPWD/target/bench-floor" \
+      "${WORKER_BUILD:-$HOME/.cargo/bin/worker-build}" --release
+  ) >"$work/floor.log" 2>&1; then
+    cat "$work/floor.log" >&2
+    say "building bench/floor failed"
+    exit 1
+  fi
+  floor_dir="$PWD/bench/floor/build"
+fi
+
 # 2 and 3. The driver: s3s-fs, the Workers under workerd, wrk and curl.
-BENCH_RUST_DIR="$work/bundle" node bench/run.mjs &
+BENCH_RUST_DIR="$work/bundle" BENCH_FLOOR_DIR="$floor_dir" node bench/run.mjs &
 driver=$!
 wait "$driver"
