@@ -2,9 +2,11 @@
 // with wrk and curl on 127.0.0.1, and prints every figure. scripts/bench.sh is the way in: it
 // builds the Rust Worker's bundle with `wrangler deploy --dry-run` and passes it here.
 //
-// Workers measured, one Miniflare (so one workerd) each, one after the other:
-//   rust  the deployable bundle of the Rust Worker (BENCH_RUST_DIR: index.js + *.wasm)
-//   js    bench/js-worker/index.mjs bundled with aws4fetch by esbuild
+// Workers, each in its own Miniflare (so its own workerd process), driven one at a time:
+//   rust        the deployable bundle of the Rust Worker (BENCH_RUST_DIR: index.js + *.wasm)
+//   js          bench/js-worker/index.mjs bundled with aws4fetch by esbuild
+//   rust-floor  the smallest workers-rs Worker (BENCH_FLOOR_DIR: bench/floor built), and
+//   js-floor    the smallest JS Worker (bench/floor/index.mjs): /nix-cache-info only
 //
 // Figures:
 //   rps   wrk on /nix-cache-info, a cached narinfo, and a fresh random narinfo per request
@@ -17,10 +19,11 @@
 // BENCH_CONNECTIONS (32), BENCH_ROUNDS (1; the median of the rounds is reported),
 // BENCH_NAR_MIB ("64,256"), BENCH_WORKERS ("rust,js"), BENCH_JSON (write results there),
 // BENCH_NODE_MODULES (where miniflare, esbuild and aws4fetch are; default ./node_modules),
-// S3S_FS (the s3s-fs binary), WRK (the wrk binary).
+// S3S_FS (the s3s-fs binary), WRK (the wrk binary), BENCH_KEEP (keep the scratch folders).
 //
 // Every child process is started here and killed here by its pid, on success, failure or
-// signal. The access key and secret are random per run and are never printed.
+// signal. The access key and secret are random per run and are never printed (s3s-fs takes
+// them as arguments, so other local users could see them in `ps` while it runs).
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -37,7 +40,7 @@ const root = path.resolve(here, "..");
 
 const settings = {
   duration: intEnv("BENCH_DURATION", 10),
-  warmup: intEnv("BENCH_WARMUP", 2),
+  warmup: intEnv("BENCH_WARMUP", 2, 0),
   threads: intEnv("BENCH_THREADS", 2),
   connections: intEnv("BENCH_CONNECTIONS", 32),
   rounds: intEnv("BENCH_ROUNDS", 1),
@@ -61,11 +64,11 @@ const COLD_FETCHES = 3;
 /** The smallest Worker in each language (bench/floor), measured on /nix-cache-info only. */
 const FLOORS = ["rust-floor", "js-floor"];
 
-function intEnv(name, fallback) {
+function intEnv(name, fallback, min = 1) {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer of at least ${min}, got ${raw}`);
   return n;
 }
 
