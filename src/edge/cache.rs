@@ -25,10 +25,11 @@ pub(crate) async fn serve_object(
     let cache = Cache::default();
     let cache_key = incoming.cache_key();
 
-    if let Some(hit) = cache
-        .get(&lookup(&cache_key, incoming.range.as_deref())?, false)
-        .await?
-    {
+    let hit = match incoming.range.as_deref() {
+        None => cache.get(cache_key.as_str(), false).await?,
+        Some(range) => cache.get(&ranged(&cache_key, range)?, false).await?,
+    };
+    if let Some(hit) = hit {
         return relay_hit(hit, incoming);
     }
 
@@ -89,12 +90,10 @@ pub(crate) async fn serve_object(
     }
 }
 
-/// The request the cache is asked with: GET, plus the client's Range if it sent one.
-fn lookup(cache_key: &str, range: Option<&str>) -> Result<Request, EdgeError> {
+/// The request the cache is asked with for a Range: GET with the client's Range.
+fn ranged(cache_key: &str, range: &str) -> Result<Request, EdgeError> {
     let headers = Headers::new();
-    if let Some(range) = range {
-        headers.set("range", range)?;
-    }
+    headers.set("range", range)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     Ok(Request::new_with_init(cache_key, &init)?)
@@ -103,12 +102,10 @@ fn lookup(cache_key: &str, range: Option<&str>) -> Result<Request, EdgeError> {
 /// A stored answer, relayed with `x-cache: HIT`; no body for HEAD.
 fn relay_hit(hit: Response, incoming: &Incoming) -> Result<Response, EdgeError> {
     let status = hit.status_code();
-    let headers = Headers::new();
-    for (name, value) in hit.headers().entries() {
-        if policy::pass_response_header(&name) || name == "cache-control" {
-            headers.set(&name, &value)?;
-        }
-    }
+    // The stored headers are the ones this Worker chose when it stored the entry; copy them
+    // in one call (stored headers are immutable) and mark the hit.
+    let headers =
+        Headers(web_sys::Headers::new_with_headers(&hit.headers().0).map_err(worker::Error::from)?);
     headers.set("x-cache", "HIT")?;
     let (_, body) = hit.into_parts();
     let builder = Response::builder()

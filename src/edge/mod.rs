@@ -18,6 +18,9 @@ mod cache;
 mod error;
 mod origin;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use worker::{event, Context, Env, Headers, Method, Request, Response};
 
 use crate::config::Config;
@@ -58,23 +61,22 @@ async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response, EdgeE
         Method::Head => true,
         _ => return Err(EdgeError::Method),
     };
-    let url = req.url()?;
-    let route = Route::parse(url.path()).map_err(EdgeError::Route)?;
-    let config = Config::from_lookup(|name| binding(env, name)).map_err(EdgeError::Config)?;
+    let route = Route::parse(&req.path()).map_err(EdgeError::Route)?;
+    let config = config(env)?;
 
-    let host = match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        (None, _) => String::new(),
-    };
-    let scheme = url.scheme().to_string();
+    // `scheme://host[:port]` of the request URL, which the runtime hands over absolute.
+    let url = req.inner().url();
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let origin_end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
     let incoming = Incoming {
         route,
         head,
         range: req.headers().get("range")?,
-        origin: format!("{scheme}://{host}"),
-        host,
-        scheme,
+        host: url[after_scheme..origin_end].to_string(),
+        scheme: url[..after_scheme.saturating_sub(3)].to_string(),
+        origin: url[..origin_end].to_string(),
     };
 
     match &incoming.route {
@@ -90,6 +92,22 @@ async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response, EdgeE
         Route::CacheInfo => local(&incoming, &config, config.cache_info.render()),
         _ => cache::serve_object(&incoming, &config, ctx).await,
     }
+}
+
+thread_local! {
+    /// The bindings, parsed once per isolate: they cannot change while it lives.
+    static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+}
+
+/// The parsed bindings; an error (never cached) names the binding at fault.
+fn config(env: &Env) -> Result<Rc<Config>, EdgeError> {
+    if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
+        return Ok(config);
+    }
+    let config =
+        Rc::new(Config::from_lookup(|name| binding(env, name)).map_err(EdgeError::Config)?);
+    CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
+    Ok(config)
 }
 
 /// A binding's value, var or secret alike; an empty string counts as missing.
