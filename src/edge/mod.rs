@@ -63,6 +63,9 @@ async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response, EdgeE
     };
     let route = Route::parse(&req.path()).map_err(EdgeError::Route)?;
     let config = config(env)?;
+    if route == Route::CacheInfo {
+        return local(&route, head, &config, config.cache_info.render());
+    }
 
     // `scheme://host[:port]` of the request URL, which the runtime hands over absolute.
     let url = req.inner().url();
@@ -87,9 +90,8 @@ async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response, EdgeE
                 &config.cache_info,
                 &config.public_keys,
             );
-            local(&incoming, &config, page)
+            local(&incoming.route, head, &config, page)
         }
-        Route::CacheInfo => local(&incoming, &config, config.cache_info.render()),
         _ => cache::serve_object(&incoming, &config, ctx).await,
     }
 }
@@ -119,17 +121,17 @@ fn binding(env: &Env, name: &str) -> Option<String> {
 }
 
 /// A response the Worker makes itself (landing page, nix-cache-info).
-fn local(incoming: &Incoming, config: &Config, body: String) -> Result<Response, EdgeError> {
-    let kind = incoming.route.kind();
+fn local(route: &Route, head: bool, config: &Config, body: String) -> Result<Response, EdgeError> {
+    let kind = route.kind();
     let headers = Headers::new();
-    headers.set("content-type", incoming.route.content_type())?;
+    headers.set("content-type", route.content_type())?;
     headers.set("content-length", &body.len().to_string())?;
     headers.set(
         "cache-control",
         &policy::cache_control(kind, 200, &config.ttls),
     )?;
     let builder = Response::builder().with_status(200).with_headers(headers);
-    Ok(if incoming.head {
+    Ok(if head {
         builder.empty()
     } else {
         builder.fixed(body.into_bytes())
