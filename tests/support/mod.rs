@@ -570,21 +570,7 @@ impl S3Origin {
 // The Worker
 
 /// Every binding name the Worker reads; none is inherited from the test's environment.
-pub const BINDING_NAMES: &[&str] = &[
-    "SPACES_ENDPOINT",
-    "SPACES_BUCKET",
-    "SPACES_REGION",
-    "SPACES_ACCESS_KEY_ID",
-    "SPACES_SECRET_ACCESS_KEY",
-    "STORE_DIR",
-    "WANT_MASS_QUERY",
-    "PRIORITY",
-    "PUBLIC_KEYS",
-    "NAR_TTL",
-    "NARINFO_TTL",
-    "NEGATIVE_TTL",
-    "CACHE_MAX_OBJECT_BYTES",
-];
+pub const BINDING_NAMES: &[&str] = &nix_spaces_cache::config::names::ALL;
 
 /// The built Worker (build/index.js) under workerd, via `scripts/run-worker.mjs`.
 #[derive(Debug)]
