@@ -42,13 +42,14 @@ pub(crate) async fn serve_object(
     match origin::get(config, &key, range).await? {
         OriginAnswer::Missing => {
             let kind = incoming.route.kind();
+            let mut response = missing(incoming, config)?;
             if policy::storable(kind, 404, Some(0), config.max_object_bytes) {
-                let entry = missing(incoming, config, false)?;
+                let entry = response.cloned()?;
                 ctx.wait_until(async move {
-                    let _ = Cache::default().put(cache_key.as_str(), entry).await;
+                    let _ = cache.put(cache_key.as_str(), entry).await;
                 });
             }
-            missing(incoming, config, incoming.head)
+            Ok(response)
         }
         OriginAnswer::Pass(found) => {
             let status = found.status_code();
@@ -119,23 +120,21 @@ fn relay_hit(hit: Response, incoming: &Incoming) -> Result<Response, EdgeError> 
     })
 }
 
-/// The 404 for an object Spaces does not have, remembered briefly at the edge.
-fn missing(incoming: &Incoming, config: &Config, head: bool) -> Result<Response, EdgeError> {
+/// The 404 for an object Spaces does not have, remembered briefly at the edge. A HEAD gets
+/// the same: the runtime sends no body for HEAD.
+fn missing(incoming: &Incoming, config: &Config) -> Result<Response, EdgeError> {
     let body = "not in this cache\n";
     let headers = Headers::new();
     headers.set("content-type", "text/plain; charset=utf-8")?;
-    headers.set("content-length", &body.len().to_string())?;
     headers.set(
         "cache-control",
         &policy::cache_control(incoming.route.kind(), 404, &config.ttls),
     )?;
     headers.set("x-cache", "MISS")?;
-    let builder = Response::builder().with_status(404).with_headers(headers);
-    Ok(if head {
-        builder.empty()
-    } else {
-        builder.fixed(body.as_bytes().to_vec())
-    })
+    Ok(Response::builder()
+        .with_status(404)
+        .with_headers(headers)
+        .fixed(body.as_bytes().to_vec()))
 }
 
 /// Let go of a body nobody will read, so the subrequest stops.

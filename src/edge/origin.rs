@@ -80,9 +80,21 @@ pub(crate) async fn get(
 }
 
 /// The first [`ERROR_BODY_LIMIT`] bytes of an error body, as text; the rest is dropped.
+///
+/// A body that says it is small (S3's XML errors are) is read in one call; one of unknown or
+/// larger size is read chunk by chunk and cut at the limit, so garbage cannot fill memory.
 async fn read_error_body(response: &mut Response) -> Option<String> {
     if matches!(response.body(), ResponseBody::Empty) {
         return None;
+    }
+    let declared = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len <= ERROR_BODY_LIMIT) {
+        return response.text().await.ok();
     }
     let mut stream = response.stream().ok()?;
     let mut body = Vec::new();
