@@ -683,6 +683,8 @@ struct Step {
     apply_context: &'static str,
     /// What a run stopped by the read fault says.
     observe_context: &'static str,
+    /// Whether moto holds what the write makes (read without the proxy).
+    made: fn(&SpacesClient, &str) -> bool,
 }
 
 /// Every fault kind against one step, each case on its own bucket.
@@ -761,6 +763,13 @@ fn step_faults_converge(step: &Step, prefix: &str) {
                 );
                 if fault.retried() {
                     assert_eq!(times, ATTEMPTS, "{what}: one fault is retried: {first:?}");
+                    // Died half way: moto made it though the client saw 500s; otherwise moto
+                    // never saw the write.
+                    assert_eq!(
+                        (step.made)(&moto.s3(), &bucket),
+                        fault == S3Fault::DiedHalfWay,
+                        "{what}: made by the stopped apply"
+                    );
                 }
             }
             _ => panic!("{what}: first apply: {first:?}"),
@@ -814,6 +823,7 @@ fn create_bucket_faults_converge() {
             read: None,
             apply_context: "apply: bucket {b}: CreateBucket",
             observe_context: "observe: bucket {b}: HeadBucket",
+            made: |s3, b| s3.head_bucket(b).unwrap() == BucketStatus::Owned,
         },
         "s3f-bucket",
     );
@@ -828,6 +838,7 @@ fn lifecycle_faults_converge() {
             read: Some(("GET", Place::Contains("?lifecycle"))),
             apply_context: "apply: bucket {b}: lifecycle rule: PutBucketLifecycleConfiguration",
             observe_context: "observe: bucket {b}: GetBucketLifecycleConfiguration",
+            made: |s3, b| s3.get_lifecycle_rules(b).unwrap().is_some(),
         },
         "s3f-lifecycle",
     );
@@ -842,6 +853,7 @@ fn versioning_faults_converge() {
             read: Some(("GET", Place::Contains("?versioning"))),
             apply_context: "apply: bucket {b}: versioning: PutBucketVersioning",
             observe_context: "observe: bucket {b}: GetBucketVersioning",
+            made: |s3, b| s3.get_versioning(b).unwrap() == Versioning::Enabled,
         },
         "s3f-versioning",
     );
@@ -856,6 +868,7 @@ fn policy_faults_converge() {
             read: Some(("GET", Place::Contains("?policy"))),
             apply_context: "apply: bucket {b}: policy: PutBucketPolicy",
             observe_context: "observe: bucket {b}: GetBucketPolicy",
+            made: |s3, b| s3.get_policy(b).unwrap().is_some(),
         },
         "s3f-policy",
     );
@@ -870,6 +883,7 @@ fn cache_info_faults_converge() {
             read: Some(("GET", Place::Contains("/nix-cache-info"))),
             apply_context: "apply: s3://{b}/nix-cache-info: PutObject",
             observe_context: "observe: s3://{b}/nix-cache-info: GetObject",
+            made: |s3, b| s3.get_object(b, "nix-cache-info").unwrap().is_some(),
         },
         "s3f-cacheinfo",
     );
