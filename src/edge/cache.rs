@@ -5,7 +5,9 @@
 //! origin's body straight to the client; a storable one is teed into the cache in the
 //! background (`waitUntil`), so the client never waits for the store.
 
-use worker::{Cache, Context, Headers, Method, Request, RequestInit, Response, ResponseBody};
+use worker::{
+    console_warn, Cache, Context, Headers, Method, Request, RequestInit, Response, ResponseBody,
+};
 
 use crate::config::Config;
 use crate::policy;
@@ -44,10 +46,7 @@ pub(crate) async fn serve_object(
             let kind = incoming.route.kind();
             let mut response = missing(incoming, config)?;
             if policy::storable(kind, 404, Some(0), config.max_object_bytes) {
-                let entry = response.cloned()?;
-                ctx.wait_until(async move {
-                    let _ = cache.put(cache_key.as_str(), entry).await;
-                });
+                store(ctx, cache, cache_key, response.cloned()?);
             }
             Ok(response)
         }
@@ -81,14 +80,21 @@ pub(crate) async fn serve_object(
             }
             let mut response = builder.body(body);
             if range.is_none() && policy::storable(kind, status, length, config.max_object_bytes) {
-                let copy = response.cloned()?;
-                ctx.wait_until(async move {
-                    let _ = cache.put(cache_key.as_str(), copy).await;
-                });
+                store(ctx, cache, cache_key, response.cloned()?);
             }
             Ok(response)
         }
     }
+}
+
+/// Puts `entry` (a tee of what the client gets) into the edge cache after the response, so the
+/// client never waits for the store. A failed store is logged, never seen by the client.
+fn store(ctx: &Context, cache: Cache, cache_key: String, entry: Response) {
+    ctx.wait_until(async move {
+        if let Err(err) = cache.put(cache_key.as_str(), entry).await {
+            console_warn!("edge cache: storing {cache_key} failed: {err}");
+        }
+    });
 }
 
 /// The request the cache is asked with for a Range: GET with the client's Range.
