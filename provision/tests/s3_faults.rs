@@ -11,17 +11,17 @@
 //! fakes (`fakes`). Every run's output is scanned for the secrets in play.
 
 mod fakes;
+mod moto;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fakes::{FakeCloudflare, FakeDigitalOcean};
-use nix_spaces_cache::sigv4::{uri_encode, Credentials};
+use moto::{start_moto, Moto};
 use provision::api::spaces::{BucketStatus, SpacesClient, Versioning};
 
 const DO_TOKEN: &str = "dop_v1_7a1c9e3f51b24d68a0c1e2f3b4d5c6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d";
@@ -32,146 +32,6 @@ const REGION: &str = "fra1";
 /// Attempts per call in the runs under test: a fault answering this many times in a row
 /// outlasts the retries.
 const ATTEMPTS: usize = 2;
-
-// ---------------------------------------------------------------------------------------------
-// moto_server, killed by its pid when dropped
-// ---------------------------------------------------------------------------------------------
-
-struct Moto {
-    child: Child,
-    port: u16,
-    key_id: String,
-    secret: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// provision's own client, straight to moto.
-    fn s3(&self) -> SpacesClient {
-        SpacesClient::new(
-            &self.url(),
-            REGION,
-            Credentials::new(self.key_id.clone(), self.secret.clone()),
-        )
-        .unwrap()
-        .with_retry(Duration::from_millis(10), 2)
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn moto_binary() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Ok(out) = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-    {
-        dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    dirs.into_iter()
-        .map(|d| d.join("moto_server"))
-        .find(|p| p.is_file())
-        .expect("moto_server is not installed: run `pip install 'moto[server]'` (scripts/install.sh does)")
-}
-
-fn moto_iam(url: &str, params: &[(&str, &str)]) -> String {
-    let mut body = String::from("Version=2010-05-08");
-    for (k, v) in params {
-        body.push_str(&format!("&{k}={}", uri_encode(v, false)));
-    }
-    ureq::post(&format!("{url}/"))
-        .set(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .set("Content-Type", "application/x-www-form-urlencoded")
-        .send_string(&body)
-        .unwrap_or_else(|e| panic!("IAM {:?} on moto failed: {e}", params.first()))
-        .into_string()
-        .unwrap()
-}
-
-fn xml_value(xml: &str, name: &str) -> String {
-    let open = format!("<{name}>");
-    let start = xml.find(&open).unwrap() + open.len();
-    let end = start + xml[start..].find(&format!("</{name}>")).unwrap();
-    xml[start..end].to_owned()
-}
-
-/// moto in auth mode, with an IAM user allowed `s3:*` and its key.
-fn start_moto() -> Moto {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
-    let child = Command::new(moto_binary())
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start moto_server");
-    let mut moto = Moto {
-        child,
-        port,
-        key_id: String::new(),
-        secret: String::new(),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = moto.child.try_wait() {
-            panic!("moto_server exited ({status})");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let url = moto.url();
-    let user = "provision";
-    moto_iam(&url, &[("Action", "CreateUser"), ("UserName", user)]);
-    moto_iam(
-        &url,
-        &[
-            ("Action", "PutUserPolicy"),
-            ("UserName", user),
-            ("PolicyName", "s3-all"),
-            (
-                "PolicyDocument",
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
-            ),
-        ],
-    );
-    let key = moto_iam(&url, &[("Action", "CreateAccessKey"), ("UserName", user)]);
-    moto.key_id = xml_value(&key, "AccessKeyId");
-    moto.secret = xml_value(&key, "SecretAccessKey");
-    moto
-}
 
 // ---------------------------------------------------------------------------------------------
 // The fault-injecting proxy
