@@ -73,38 +73,7 @@ fn nix_substitutes_the_seeded_cache_from_a_file_store() {
     let seed = seed();
     let nix = NixEnv::new();
     let from = format!("file://{}", seed.cache.display());
-    let (ok, _, err) = nix.run(&[
-        "copy",
-        "--from",
-        &from,
-        "--option",
-        "require-sigs",
-        "true",
-        "--option",
-        "trusted-public-keys",
-        &seed.public_key,
-        &seed.top_path,
-    ]);
-    assert!(ok, "nix copy --from {from} failed: {err}");
-    let (ok, out, err) = nix.run(&["path-info", "-r", &seed.top_path]);
-    assert!(ok, "{err}");
-    let mut got: Vec<&str> = out.lines().map(str::trim).collect();
-    got.sort();
-    let mut want: Vec<&str> = seed.closure.iter().map(String::as_str).collect();
-    want.sort();
-    assert_eq!(got, want);
-    let (ok, _, err) = nix.run(&[
-        "store",
-        "verify",
-        "--sigs-needed",
-        "1",
-        "--option",
-        "trusted-public-keys",
-        &seed.public_key,
-        "-r",
-        &seed.top_path,
-    ]);
-    assert!(ok, "nix store verify: {err}");
+    nix.copy_seeded_closure(&from, seed);
 
     // With another key trusted, the same cache is refused.
     let other = NixEnv::new();

@@ -488,38 +488,7 @@ fn serves_a_seeded_cache_through_the_edge() {
         || {
             let nix = NixEnv::new();
             let url = worker.url();
-            let (ok, _, err) = nix.run(&[
-                "copy",
-                "--from",
-                &url,
-                "--option",
-                "require-sigs",
-                "true",
-                "--option",
-                "trusted-public-keys",
-                &seed.public_key,
-                &seed.top_path,
-            ]);
-            assert!(ok, "nix copy --from {url} failed:\n{err}");
-            let (ok, out, err) = nix.run(&["path-info", "-r", &seed.top_path]);
-            assert!(ok, "nix path-info: {err}");
-            let mut got: Vec<&str> = out.lines().map(str::trim).collect();
-            got.sort();
-            let mut want: Vec<&str> = seed.closure.iter().map(String::as_str).collect();
-            want.sort();
-            assert_eq!(got, want, "the closure did not arrive whole");
-            let (ok, _, err) = nix.run(&[
-                "store",
-                "verify",
-                "--sigs-needed",
-                "1",
-                "--option",
-                "trusted-public-keys",
-                &seed.public_key,
-                "-r",
-                &seed.top_path,
-            ]);
-            assert!(ok, "nix store verify: {err}");
+            nix.copy_seeded_closure(&url, seed);
         },
     );
 

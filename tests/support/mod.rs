@@ -692,6 +692,43 @@ impl NixEnv {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+
+    /// `nix copy --from SUBSTITUTER` of the seeded closure with signatures required and the
+    /// seed's key trusted; then asserts the whole closure arrived and its signatures verify.
+    pub fn copy_seeded_closure(&self, substituter: &str, seed: &Seed) {
+        let (ok, _, err) = self.run(&[
+            "copy",
+            "--from",
+            substituter,
+            "--option",
+            "require-sigs",
+            "true",
+            "--option",
+            "trusted-public-keys",
+            &seed.public_key,
+            &seed.top_path,
+        ]);
+        assert!(ok, "nix copy --from {substituter} failed:\n{err}");
+        let (ok, out, err) = self.run(&["path-info", "-r", &seed.top_path]);
+        assert!(ok, "nix path-info: {err}");
+        let mut got: Vec<&str> = out.lines().map(str::trim).collect();
+        got.sort();
+        let mut want: Vec<&str> = seed.closure.iter().map(String::as_str).collect();
+        want.sort();
+        assert_eq!(got, want, "the closure did not arrive whole");
+        let (ok, _, err) = self.run(&[
+            "store",
+            "verify",
+            "--sigs-needed",
+            "1",
+            "--option",
+            "trusted-public-keys",
+            &seed.public_key,
+            "-r",
+            &seed.top_path,
+        ]);
+        assert!(ok, "nix store verify: {err}");
+    }
 }
 
 impl Default for NixEnv {
