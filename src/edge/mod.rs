@@ -42,8 +42,7 @@ pub(crate) struct Incoming {
     pub route: Route,
     pub head: bool,
     pub range: Option<String>,
-    /// `scheme://host[:port]` of the Worker, as the client addressed it.
-    pub origin: String,
+    /// The Worker's `host[:port]` and scheme, as the client addressed it.
     pub host: String,
     pub scheme: String,
 }
@@ -51,7 +50,7 @@ pub(crate) struct Incoming {
 impl Incoming {
     /// The edge cache key: the Worker's own URL for the route, without any query.
     pub fn cache_key(&self) -> String {
-        format!("{}{}", self.origin, self.route.path())
+        format!("{}://{}{}", self.scheme, self.host, self.route.path())
     }
 }
 
@@ -79,7 +78,6 @@ async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response, EdgeE
         range: req.headers().get("range")?,
         host: url[after_scheme..origin_end].to_string(),
         scheme: url[..after_scheme.saturating_sub(3)].to_string(),
-        origin: url[..origin_end].to_string(),
     };
 
     match &incoming.route {
