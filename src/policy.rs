@@ -141,6 +141,12 @@ pub fn s3_error_code(body: &str) -> Option<&str> {
         .then_some(code)
 }
 
+/// Whether [`classify_origin`] needs S3's error code for this status, so the error body must
+/// be read: every error but 416, whose body is relayed to the client as it is.
+pub fn needs_error_code(status: u16) -> bool {
+    status >= 400 && status != 416
+}
+
 /// `Cache-Control` for an answer of this kind and status.
 ///
 /// NAR 200 (and 206, 304): `public, max-age=<nar>, immutable`; narinfo and realisation:
@@ -175,18 +181,23 @@ pub fn storable(kind: ObjectKind, status: u16, content_length: Option<u64>, limi
     }
 }
 
-/// Response headers relayed from the origin to the client (case-insensitive). Everything else
+/// The response headers relayed from the origin to the client, in lower case. Everything else
 /// (`x-amz-*`, `set-cookie`, `server`, …) stays behind.
+pub const PASSED_RESPONSE_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-length",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "content-range",
+];
+
+/// Whether a response header is relayed from the origin to the client (case-insensitive):
+/// one of [`PASSED_RESPONSE_HEADERS`].
 pub fn pass_response_header(name: &str) -> bool {
-    const PASSED: [&str; 6] = [
-        "content-type",
-        "content-length",
-        "etag",
-        "last-modified",
-        "accept-ranges",
-        "content-range",
-    ];
-    PASSED.iter().any(|p| p.eq_ignore_ascii_case(name))
+    PASSED_RESPONSE_HEADERS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(name))
 }
 
 /// Request headers forwarded from the client to the origin (case-insensitive): `range` only.
@@ -230,6 +241,16 @@ mod tests {
             s3_error_code(&format!("<Code>{}</Code>", "A".repeat(65))),
             None
         );
+    }
+
+    #[test]
+    fn error_bodies_are_read_except_for_416() {
+        for status in [400, 403, 404, 500, 503, 599] {
+            assert!(needs_error_code(status), "{status}");
+        }
+        for status in [200, 206, 304, 399, 416] {
+            assert!(!needs_error_code(status), "{status}");
+        }
     }
 
     #[test]
