@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Worker into build/ (build/index.js + build/index_bg.wasm) with worker-build.
+# Builds the Worker into build/ with worker-build: build/index.js (the entry, re-exporting
+# build/worker/shim.mjs) and build/worker/index.wasm.
+#
+# The entry module is src/edge/shim.js (worker-build's CUSTOM_SHIM): a plain module Worker that
+# calls the Rust export directly; the comment at its top says why.
 #
 # worker-build would download wasm-bindgen, wasm-opt and esbuild; this uses the local ones
 # instead: wasm-bindgen-cli from cargo (exactly the version Cargo.toml pins), wasm-opt from the
@@ -29,4 +33,5 @@ if [ "$pinned" != "$have" ]; then
   exit 1
 fi
 
+export CUSTOM_SHIM="$PWD/src/edge/shim.js"
 exec "$WORKER_BUILD" --release "$@"

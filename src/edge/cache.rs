@@ -4,35 +4,44 @@
 //! the Cache API itself answers Range and HEAD from a stored full object. Misses stream the
 //! origin's body straight to the client; a storable one is teed into the cache in the
 //! background (`waitUntil`), so the client never waits for the store.
+//!
+//! This is the hot path, so it speaks `web_sys` directly: every call into the runtime is a
+//! crossing out of Wasm, and these are the ones a request needs.
 
-use worker::{
-    console_warn, Cache, Context, Headers, Method, Request, RequestInit, Response, ResponseBody,
-};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Cache, Headers, ReadableStream, Request, RequestInit, Response, ResponseInit};
+use worker::worker_sys::ext::CacheStorageExt;
+use worker::{console_warn, Context};
 
-use crate::config::Config;
 use crate::policy;
 
+use super::isolate::Isolate;
 use super::origin::{self, OriginAnswer};
-use super::{EdgeError, Incoming};
+use super::{js, EdgeError, Incoming};
 
 pub(crate) async fn serve_object(
     incoming: &Incoming,
-    config: &Config,
+    isolate: &Isolate,
     ctx: &Context,
 ) -> Result<Response, EdgeError> {
+    let config = &isolate.config;
     let key = incoming
         .route
         .object_key()
         .ok_or_else(|| EdgeError::Internal("object route without a key".into()))?;
-    let cache = Cache::default();
+    let cache = edge_cache()?;
     let cache_key = incoming.cache_key();
 
-    let hit = match incoming.range.as_deref() {
-        None => cache.get(cache_key.as_str(), false).await?,
-        Some(range) => cache.get(&ranged(&cache_key, range)?, false).await?,
+    let lookup = match incoming.range.as_deref() {
+        None => cache.match_with_str(&cache_key),
+        Some(range) => cache.match_with_request(&ranged(&cache_key, range)?),
     };
-    if let Some(hit) = hit {
-        return relay_hit(hit, incoming);
+    let hit = JsFuture::from(lookup)
+        .await
+        .map_err(js::failed("cache match"))?;
+    if !hit.is_undefined() {
+        return relay_hit(hit.unchecked_into(), incoming.head);
     }
 
     // A HEAD is answered from a GET whose body is dropped: S3 explains a refusal only in a body.
@@ -41,57 +50,68 @@ pub(crate) async fn serve_object(
     } else {
         incoming.range.as_deref()
     };
+    let kind = incoming.route.kind();
     match origin::get(config, &key, range).await? {
         OriginAnswer::Missing => {
-            let kind = incoming.route.kind();
-            let mut response = missing(incoming, config)?;
             if policy::storable(kind, 404, Some(0), config.max_object_bytes) {
-                store(ctx, cache, cache_key, response.cloned()?);
+                store(ctx, &cache, cache_key, &isolate.missing(false)?);
             }
-            Ok(response)
+            isolate.missing(incoming.head)
         }
         OriginAnswer::Pass(found) => {
-            let status = found.status_code();
-            let headers = Headers::new();
-            for (name, value) in found.headers().entries() {
-                if policy::pass_response_header(&name) {
-                    headers.set(&name, &value)?;
+            let status = found.status();
+            let ours = matches!(status, 200 | 206);
+            let from = found.headers();
+            let headers = Headers::new().map_err(js::failed("new Headers"))?;
+            for name in policy::PASSED_RESPONSE_HEADERS {
+                if ours && name == "content-type" {
+                    continue;
+                }
+                if let Some(value) = from.get(name).map_err(js::failed("Headers.get"))? {
+                    js::set(&headers, name, &value)?;
                 }
             }
-            let kind = incoming.route.kind();
-            if matches!(status, 200 | 206) {
-                headers.set("content-type", incoming.route.content_type())?;
+            if ours {
+                js::set(&headers, "content-type", incoming.route.content_type())?;
             }
-            headers.set(
-                "cache-control",
-                &policy::cache_control(kind, status, &config.ttls),
-            )?;
-            headers.set("x-cache", "MISS")?;
-            let length = headers
-                .get("content-length")?
-                .and_then(|v| v.parse::<u64>().ok());
-            let (_, body) = found.into_parts();
-            let builder = Response::builder()
-                .with_status(status)
-                .with_headers(headers);
+            let cache_control = policy::cache_control(kind, status, &config.ttls);
+            js::set(&headers, "cache-control", &cache_control)?;
+            js::set(&headers, "x-cache", "MISS")?;
+            let init = ResponseInit::new();
+            init.set_status(status);
+            init.set_headers(&headers);
             if incoming.head {
-                cancel(body);
-                return Ok(builder.empty());
+                cancel(found.body());
+                return js::response(None, &init);
             }
-            let mut response = builder.body(body);
+            let response = js::response(found.body().as_ref(), &init)?;
+            let length = headers
+                .get("content-length")
+                .map_err(js::failed("Headers.get"))?
+                .and_then(|v| v.parse::<u64>().ok());
             if range.is_none() && policy::storable(kind, status, length, config.max_object_bytes) {
-                store(ctx, cache, cache_key, response.cloned()?);
+                let entry = response.clone().map_err(js::failed("Response.clone"))?;
+                store(ctx, &cache, cache_key, &entry);
             }
             Ok(response)
         }
     }
 }
 
-/// Puts `entry` (a tee of what the client gets) into the edge cache after the response, so the
-/// client never waits for the store. A failed store is logged, never seen by the client.
-fn store(ctx: &Context, cache: Cache, cache_key: String, entry: Response) {
+/// `caches.default`, the edge cache of the zone.
+fn edge_cache() -> Result<Cache, EdgeError> {
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    Ok(global.caches().map_err(js::failed("caches"))?.default())
+}
+
+/// Puts `entry` (a tee of what the client gets, or its own copy) into the edge cache after the
+/// response, so the client never waits for the store. A failed store is logged, never seen by
+/// the client.
+fn store(ctx: &Context, cache: &Cache, cache_key: String, entry: &Response) {
+    let put = cache.put_with_str(&cache_key, entry);
     ctx.wait_until(async move {
-        if let Err(err) = cache.put(cache_key.as_str(), entry).await {
+        if let Err(err) = JsFuture::from(put).await {
+            let err = worker::Error::from(err);
             console_warn!("edge cache: storing {cache_key} failed: {err}");
         }
     });
@@ -99,53 +119,34 @@ fn store(ctx: &Context, cache: Cache, cache_key: String, entry: Response) {
 
 /// The request the cache is asked with for a Range: GET with the client's Range.
 fn ranged(cache_key: &str, range: &str) -> Result<Request, EdgeError> {
-    let headers = Headers::new();
-    headers.set("range", range)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    Ok(Request::new_with_init(cache_key, &init)?)
+    let headers = Headers::new().map_err(js::failed("new Headers"))?;
+    js::set(&headers, "range", range)?;
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_headers(&headers);
+    Request::new_with_str_and_init(cache_key, &init).map_err(js::failed("new Request"))
 }
 
 /// A stored answer, relayed with `x-cache: HIT`; no body for HEAD.
-fn relay_hit(hit: Response, incoming: &Incoming) -> Result<Response, EdgeError> {
-    let status = hit.status_code();
-    // The stored headers are the ones this Worker chose when it stored the entry; copy them
-    // in one call (stored headers are immutable) and mark the hit.
-    let headers =
-        Headers(web_sys::Headers::new_with_headers(&hit.headers().0).map_err(worker::Error::from)?);
-    headers.set("x-cache", "HIT")?;
-    let (_, body) = hit.into_parts();
-    let builder = Response::builder()
-        .with_status(status)
-        .with_headers(headers);
-    Ok(if incoming.head {
+///
+/// The stored response is its own init: the runtime copies its status and headers (the ones
+/// this Worker chose when it stored the entry) into the new, mutable response.
+fn relay_hit(hit: Response, head: bool) -> Result<Response, EdgeError> {
+    let body = hit.body();
+    let body = if head {
         cancel(body);
-        builder.empty()
+        None
     } else {
-        builder.body(body)
-    })
-}
-
-/// The 404 for an object Spaces does not have, remembered briefly at the edge. A HEAD gets
-/// the same: the runtime sends no body for HEAD.
-fn missing(incoming: &Incoming, config: &Config) -> Result<Response, EdgeError> {
-    let body = "not in this cache\n";
-    let headers = Headers::new();
-    headers.set("content-type", "text/plain; charset=utf-8")?;
-    headers.set(
-        "cache-control",
-        &policy::cache_control(incoming.route.kind(), 404, &config.ttls),
-    )?;
-    headers.set("x-cache", "MISS")?;
-    Ok(Response::builder()
-        .with_status(404)
-        .with_headers(headers)
-        .fixed(body.as_bytes().to_vec()))
+        body
+    };
+    let response = js::response(body.as_ref(), hit.unchecked_ref())?;
+    js::set(&response.headers(), "x-cache", "HIT")?;
+    Ok(response)
 }
 
 /// Let go of a body nobody will read, so the subrequest stops.
-fn cancel(body: ResponseBody) {
-    if let ResponseBody::Stream(stream) = body {
-        let _ = stream.cancel();
+fn cancel(body: Option<ReadableStream>) {
+    if let Some(body) = body {
+        let _ = body.cancel();
     }
 }

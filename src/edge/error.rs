@@ -3,7 +3,9 @@
 //! Client mistakes are 4xx, a misconfigured Worker is 500, a failing origin is 502. The body is
 //! a short plain-text reason that is safe to show; details go to the log, never a secret.
 
-use worker::{console_error, Headers, Response};
+use wasm_bindgen::JsValue;
+use web_sys::{Headers, Response, ResponseInit};
+use worker::console_error;
 
 use crate::config::ConfigError;
 use crate::nix::RouteError;
@@ -21,12 +23,6 @@ pub(crate) enum EdgeError {
     Origin(FailReason),
     /// The runtime failed us (a Cache API or Headers call); the detail is logged only.
     Internal(String),
-}
-
-impl From<worker::Error> for EdgeError {
-    fn from(err: worker::Error) -> Self {
-        EdgeError::Internal(err.to_string())
-    }
 }
 
 impl EdgeError {
@@ -50,7 +46,8 @@ impl EdgeError {
         }
     }
 
-    pub(crate) fn into_response(self) -> worker::Result<Response> {
+    /// The plain-text answer; the runtime failing even here is thrown to it.
+    pub(crate) fn into_response(self) -> Result<Response, JsValue> {
         let status = self.status();
         let message = self.message();
         match &self {
@@ -59,15 +56,15 @@ impl EdgeError {
             EdgeError::Method | EdgeError::Route(_) => {}
         }
         let body = format!("{message}\n");
-        let headers = Headers::new();
+        let headers = Headers::new()?;
         headers.set("content-type", "text/plain; charset=utf-8")?;
         headers.set("cache-control", "no-store")?;
         if matches!(self, EdgeError::Method) {
             headers.set("allow", ALLOW)?;
         }
-        Ok(Response::builder()
-            .with_status(status)
-            .with_headers(headers)
-            .fixed(body.into_bytes()))
+        let init = ResponseInit::new();
+        init.set_status(status);
+        init.set_headers(&headers);
+        Response::new_with_opt_str_and_init(Some(&body), &init)
     }
 }

@@ -9,32 +9,85 @@
 //!
 //! 1. method: GET and HEAD only, anything else is 405 with `Allow`;
 //! 2. route: [`Route::parse`] on the path; a refused path is a 4xx without any subrequest;
-//! 3. bindings: [`Config::from_lookup`]; a missing one is a 500 naming it;
+//! 3. bindings: [`crate::config::Config::from_lookup`], once per isolate; a missing one is a
+//!    500 naming it;
 //! 4. `/` and `/nix-cache-info` are answered from the bindings;
 //! 5. every other route: the edge cache first (`x-cache: HIT`), else a SigV4-signed fetch to
 //!    `SPACES_ENDPOINT/SPACES_BUCKET/key` (`x-cache: MISS`), stored when the policy says so.
+//!
+//! Steps 1 to 4 finish within the call from the runtime; step 5 returns a promise.
 
 mod cache;
 mod error;
+mod isolate;
+mod js;
 mod origin;
 
-use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Once;
 
-use worker::{event, Context, Env, Headers, Method, Request, Response};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+use web_sys::Response;
+use worker::{Context, Env};
 
-use crate::config::Config;
+use crate::landing;
 use crate::nix::Route;
-use crate::{landing, policy};
+use crate::policy;
 
 pub(crate) use error::EdgeError;
+use isolate::Isolate;
 
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    match serve(req, &env, &ctx).await {
+/// The Worker's fetch handler: the entry module (`src/edge/shim.js`) calls it with each request,
+/// the bindings and the execution context, and hands what it returns to the runtime: a
+/// `Response`, or a promise of one.
+#[wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> JsValue {
+    arm_panic_recovery();
+    match begin(&req, &env) {
+        Ok(Begun::Answered(response)) => response.into(),
+        Ok(Begun::Object(incoming, isolate)) => {
+            let ctx = Context::new(ctx);
+            let served = async move {
+                let result = cache::serve_object(&incoming, &isolate, &ctx).await;
+                respond(result).map(JsValue::from)
+            };
+            future_to_promise(served).into()
+        }
+        Err(err) => match respond(Err(err)) {
+            Ok(response) => response.into(),
+            Err(thrown) => js_sys::Promise::reject(&thrown).into(),
+        },
+    }
+}
+
+/// How far [`begin`] got: an answer, or an object route for the edge cache and the origin.
+enum Begun {
+    Answered(Response),
+    Object(Incoming, Rc<Isolate>),
+}
+
+/// The response for the runtime; an error becomes its plain-text answer (see [`EdgeError`]).
+/// Only the runtime failing to make even that is passed on to it, as a rejection.
+fn respond(result: Result<Response, EdgeError>) -> Result<Response, JsValue> {
+    match result {
         Ok(response) => Ok(response),
         Err(err) => err.into_response(),
     }
+}
+
+/// A panic aborts the Wasm instance (`panic = "abort"`), so after one its memory cannot be
+/// trusted: ask wasm-bindgen's glue for a fresh instance before the next call into Rust (see
+/// `src/edge/shim.js`). This hook runs after the one `worker` installs, which logs the panic.
+fn arm_panic_recovery() {
+    static ARMED: Once = Once::new();
+    ARMED.call_once(|| {
+        let logged = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            logged(info);
+            wasm_bindgen::handler::schedule_reinit();
+        }));
+    });
 }
 
 /// The request as the rest of the glue needs it, read once.
@@ -54,84 +107,76 @@ impl Incoming {
     }
 }
 
-async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response, EdgeError> {
-    let head = match req.method() {
-        Method::Get => false,
-        Method::Head => true,
-        _ => return Err(EdgeError::Method),
+/// The part of a request that needs no subrequest: method, route, bindings, and the answers
+/// the Worker makes itself.
+fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
+    let head = match js::method(req) {
+        js::Method::Get => false,
+        js::Method::Head => true,
+        js::Method::Other => return Err(EdgeError::Method),
     };
-    let route = Route::parse(&req.path()).map_err(EdgeError::Route)?;
-    let config = config(env)?;
-    if route == Route::CacheInfo {
-        return local(&route, head, &config, config.cache_info.render());
-    }
-
-    // `scheme://host[:port]` of the request URL, which the runtime hands over absolute.
-    let url = req.inner().url();
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let origin_end = url[after_scheme..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| after_scheme + i);
-    let incoming = Incoming {
-        route,
-        head,
-        range: req.headers().get("range")?,
-        host: url[after_scheme..origin_end].to_string(),
-        scheme: url[..after_scheme.saturating_sub(3)].to_string(),
-    };
-
-    match &incoming.route {
+    // The runtime hands the URL over absolute: `scheme://host[:port]/path[?query]`.
+    let url = req.url();
+    let parts = UrlParts::split(&url);
+    let route = Route::parse(parts.path).map_err(EdgeError::Route)?;
+    let isolate = isolate::get(env)?;
+    match route {
+        Route::CacheInfo => Ok(Begun::Answered(isolate.cache_info(head)?)),
         Route::Landing => {
+            let config = &isolate.config;
             let page = landing::render(
-                &incoming.host,
-                &incoming.scheme,
+                parts.host,
+                parts.scheme,
                 &config.cache_info,
                 &config.public_keys,
             );
-            local(&incoming.route, head, &config, page)
+            Ok(Begun::Answered(landing_page(head, &config.ttls, page)?))
         }
-        _ => cache::serve_object(&incoming, &config, ctx).await,
+        route => {
+            let range = req
+                .headers()
+                .get("range")
+                .map_err(js::failed("Headers.get"))?;
+            let incoming = Incoming {
+                route,
+                head,
+                range,
+                host: parts.host.to_string(),
+                scheme: parts.scheme.to_string(),
+            };
+            Ok(Begun::Object(incoming, isolate))
+        }
     }
 }
 
-thread_local! {
-    /// The bindings, parsed once per isolate: they cannot change while it lives.
-    static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+/// An absolute URL cut at its scheme, authority and path (the query and fragment dropped).
+struct UrlParts<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    path: &'a str,
 }
 
-/// The parsed bindings; an error (never cached) names the binding at fault.
-fn config(env: &Env) -> Result<Rc<Config>, EdgeError> {
-    if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
-        return Ok(config);
+impl<'a> UrlParts<'a> {
+    fn split(url: &'a str) -> UrlParts<'a> {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        UrlParts { scheme, host, path }
     }
-    let config =
-        Rc::new(Config::from_lookup(|name| binding(env, name)).map_err(EdgeError::Config)?);
-    CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
-    Ok(config)
 }
 
-/// A binding's value, var or secret alike; an empty string counts as missing.
-fn binding(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .ok()
-        .map(|v| v.to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// A response the Worker makes itself (landing page, nix-cache-info).
-fn local(route: &Route, head: bool, config: &Config, body: String) -> Result<Response, EdgeError> {
-    let kind = route.kind();
-    let headers = Headers::new();
-    headers.set("content-type", route.content_type())?;
-    headers.set("content-length", &body.len().to_string())?;
-    headers.set(
+/// The landing page, made for the host it was asked at.
+fn landing_page(head: bool, ttls: &policy::Ttls, page: String) -> Result<Response, EdgeError> {
+    let route = Route::Landing;
+    let headers = web_sys::Headers::new().map_err(js::failed("new Headers"))?;
+    js::set(&headers, "content-type", route.content_type())?;
+    js::set(&headers, "content-length", &page.len().to_string())?;
+    js::set(
+        &headers,
         "cache-control",
-        &policy::cache_control(kind, 200, &config.ttls),
+        &policy::cache_control(route.kind(), 200, ttls),
     )?;
-    let builder = Response::builder().with_status(200).with_headers(headers);
-    Ok(if head {
-        builder.empty()
-    } else {
-        builder.fixed(body.into_bytes())
-    })
+    let init = web_sys::ResponseInit::new();
+    init.set_headers(&headers);
+    js::text_response((!head).then_some(page.as_str()), &init)
 }

@@ -4,16 +4,15 @@
 //! Only `Range` travels from the client to the origin; the client's own headers (its
 //! `Authorization` above all) never do.
 
-use futures_util::StreamExt;
-use worker::{
-    Date, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, ResponseBody,
-};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Headers, ReadableStreamDefaultReader, RequestInit, RequestRedirect, Response};
 
 use crate::config::Config;
 use crate::policy::{self, FailReason, OriginVerdict};
 use crate::sigv4::{self, S3Request, SigningTime, EMPTY_SHA256};
 
-use super::EdgeError;
+use super::{js, EdgeError};
 
 /// At most this much of an error body is read to find the S3 error code.
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
@@ -36,7 +35,7 @@ pub(crate) async fn get(
     let extra: Vec<(String, String)> = range
         .map(|r| vec![("range".to_string(), r.to_string())])
         .unwrap_or_default();
-    let time = SigningTime::from_unix_millis(Date::now().as_millis() as f64);
+    let time = SigningTime::from_unix_millis(js_sys::Date::now());
     let signed = sigv4::sign_s3(
         &S3Request {
             method: "GET",
@@ -51,24 +50,24 @@ pub(crate) async fn get(
         time,
     );
 
-    let headers = Headers::new();
+    let headers = Headers::new().map_err(js::failed("new Headers"))?;
     for (name, value) in extra.iter().chain(signed.iter()) {
-        headers.set(name, value)?;
+        js::set(&headers, name, value)?;
     }
-    let url = config.endpoint.url(&path);
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    let request = Request::new_with_init(&url, &init)?;
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_headers(&headers);
+    init.set_redirect(RequestRedirect::Manual);
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let response: Response =
+        JsFuture::from(global.fetch_with_str_and_init(&config.endpoint.url(&path), &init))
+            .await
+            .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?
+            .unchecked_into();
 
-    let mut response = Fetch::Request(request)
-        .send()
-        .await
-        .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
-    let status = response.status_code();
-    let body = if status >= 400 {
-        read_error_body(&mut response).await
+    let status = response.status();
+    let body = if policy::needs_error_code(status) {
+        read_error_body(&response).await
     } else {
         None
     };
@@ -83,10 +82,8 @@ pub(crate) async fn get(
 ///
 /// A body that says it is small (S3's XML errors are) is read in one call; one of unknown or
 /// larger size is read chunk by chunk and cut at the limit, so garbage cannot fill memory.
-async fn read_error_body(response: &mut Response) -> Option<String> {
-    if matches!(response.body(), ResponseBody::Empty) {
-        return None;
-    }
+async fn read_error_body(response: &Response) -> Option<String> {
+    let stream = response.body()?;
     let declared = response
         .headers()
         .get("content-length")
@@ -94,17 +91,22 @@ async fn read_error_body(response: &mut Response) -> Option<String> {
         .flatten()
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len <= ERROR_BODY_LIMIT) {
-        return response.text().await.ok();
+        let text = JsFuture::from(response.text().ok()?).await.ok()?;
+        return text.as_string();
     }
-    let mut stream = response.stream().ok()?;
+    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.ok()?;
-        let room = ERROR_BODY_LIMIT - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= ERROR_BODY_LIMIT {
+    while body.len() < ERROR_BODY_LIMIT {
+        let chunk = JsFuture::from(reader.read()).await.ok()?;
+        let done = js_sys::Reflect::get(&chunk, &"done".into()).ok()?;
+        if done.is_truthy() {
             break;
         }
+        let value = js_sys::Reflect::get(&chunk, &"value".into()).ok()?;
+        let bytes = js_sys::Uint8Array::new(&value).to_vec();
+        let room = ERROR_BODY_LIMIT - body.len();
+        body.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
+    let _ = reader.cancel();
     Some(String::from_utf8_lossy(&body).into_owned())
 }

@@ -1,0 +1,90 @@
+//! The few runtime calls the glue makes through `web_sys`, each failure named for the log.
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Headers, ReadableStream, Response, ResponseInit};
+
+use super::EdgeError;
+
+/// Turns a failed runtime call into an [`EdgeError::Internal`] naming the call.
+pub(crate) fn failed(call: &'static str) -> impl Fn(JsValue) -> EdgeError {
+    move |err| EdgeError::Internal(format!("{call}: {}", worker::Error::from(err)))
+}
+
+pub(crate) fn set(headers: &Headers, name: &str, value: &str) -> Result<(), EdgeError> {
+    headers.set(name, value).map_err(failed("Headers.set"))
+}
+
+/// `new Response(body, init)`; no body for `None`.
+pub(crate) fn response(
+    body: Option<&ReadableStream>,
+    init: &ResponseInit,
+) -> Result<Response, EdgeError> {
+    Response::new_with_opt_readable_stream_and_init(body, init).map_err(failed("new Response"))
+}
+
+/// `new Response(text, init)`; no body for `None`.
+pub(crate) fn text_response(
+    body: Option<&str>,
+    init: &ResponseInit,
+) -> Result<Response, EdgeError> {
+    Response::new_with_opt_str_and_init(body, init).map_err(failed("new Response"))
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A `Response` made from a body that is already a JS value.
+    #[wasm_bindgen(extends = Response, js_name = Response)]
+    type KeptResponse;
+
+    #[wasm_bindgen(catch, constructor, js_class = "Response")]
+    fn new(body: &JsValue, init: &ResponseInit) -> Result<KeptResponse, JsValue>;
+}
+
+/// `new Response(body, init)` for a body kept as a JS string between requests, so it is not
+/// copied out of Wasm memory each time; no body for `None`.
+pub(crate) fn kept_response(
+    body: Option<&JsValue>,
+    init: &ResponseInit,
+) -> Result<Response, EdgeError> {
+    KeptResponse::new(body.unwrap_or(&JsValue::NULL), init)
+        .map(Into::into)
+        .map_err(failed("new Response"))
+}
+
+/// The methods this Worker tells apart.
+pub(crate) enum Method {
+    Get,
+    Head,
+    Other,
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A `Request`, for the getter below.
+    #[wasm_bindgen(js_name = Request)]
+    type MethodOf;
+
+    /// `request.method`, left a JS string.
+    #[wasm_bindgen(method, getter, js_name = method)]
+    fn method_value(this: &MethodOf) -> JsValue;
+}
+
+thread_local! {
+    static GET: JsValue = JsValue::from_str("GET");
+    static HEAD: JsValue = JsValue::from_str("HEAD");
+}
+
+/// The request's method, compared with JS strings made once per isolate instead of being
+/// copied into Wasm memory for every request. The runtime gives standard methods in upper
+/// case.
+pub(crate) fn method(req: &web_sys::Request) -> Method {
+    let method = req.unchecked_ref::<MethodOf>().method_value();
+    if GET.with(|get| *get == method) {
+        Method::Get
+    } else if HEAD.with(|head| *head == method) {
+        Method::Head
+    } else {
+        Method::Other
+    }
+}
