@@ -15,9 +15,11 @@
 //         --aws-sigv4), through each Worker cold (edge miss) and cached (edge hit), and the
 //         peak resident memory (VmHWM) of the workerd process(es) serving that Worker
 //
-// Settings (environment): BENCH_DURATION (s, 10), BENCH_WARMUP (s, 2), BENCH_THREADS (2),
+// Settings (environment): BENCH_DURATION (s, 10), BENCH_WARMUP (s, 2; BENCH_FIRST_WARMUP, 10 s,
+// before the first round of each path), BENCH_THREADS (2),
 // BENCH_CONNECTIONS (32), BENCH_ROUNDS (1; the median of the rounds is reported),
-// BENCH_NAR_MIB ("64,256"), BENCH_WORKERS ("rust,js"), BENCH_JSON (write results there),
+// BENCH_NAR_MIB ("64,256"), BENCH_WORKERS ("rust,js"), BENCH_PATHS (the req/s paths by id;
+// all when unset), BENCH_JSON (write results there),
 // BENCH_NODE_MODULES (where miniflare, esbuild and aws4fetch are; default ./node_modules),
 // S3S_FS (the s3s-fs binary), WRK (the wrk binary), BENCH_KEEP (keep the scratch folders).
 //
@@ -41,11 +43,18 @@ const root = path.resolve(here, "..");
 const settings = {
   duration: intEnv("BENCH_DURATION", 10),
   warmup: intEnv("BENCH_WARMUP", 2, 0),
+  firstWarmup: intEnv("BENCH_FIRST_WARMUP", 10, 0),
   threads: intEnv("BENCH_THREADS", 2),
   connections: intEnv("BENCH_CONNECTIONS", 32),
   rounds: intEnv("BENCH_ROUNDS", 1),
   narMiB: (process.env.BENCH_NAR_MIB ?? "64,256").split(",").filter(Boolean).map(Number),
   workers: (process.env.BENCH_WORKERS ?? "rust,js").split(",").filter(Boolean),
+  // Which request-per-second paths to run, by id (nix-cache-info, narinfo-cached,
+  // narinfo-uncached); all of them when empty.
+  paths: (process.env.BENCH_PATHS ?? "").split(",").filter(Boolean),
+  // Pin every workerd to the last CPU and wrk, curl and s3s-fs to the others, so the Worker
+  // measured does not share its CPU with the load generator (needs taskset and 2+ CPUs).
+  pin: (process.env.BENCH_PIN ?? "1") !== "0" && os.cpus().length >= 2 && fs.existsSync("/usr/bin/taskset"),
   rustDir: process.env.BENCH_RUST_DIR ?? "",
   // The smallest workers-rs Worker, built from bench/floor (worker-build's output folder).
   floorDir: process.env.BENCH_FLOOR_DIR ?? "",
@@ -54,6 +63,10 @@ const settings = {
   wrk: process.env.WRK ?? "/usr/bin/wrk",
   json: process.env.BENCH_JSON ?? "",
 };
+
+/** With BENCH_PIN: the CPU every workerd runs on, and the CPUs of everything else. */
+const WORKER_CPU = os.cpus().length - 1;
+const LOAD_CPUS = `0-${Math.max(0, os.cpus().length - 2)}`;
 
 const BUCKET = "nix-cache-bench";
 const REGION = "bench-1";
@@ -237,6 +250,7 @@ async function startOrigin(creds) {
     );
     try {
       await waitForPort(port, child, 20);
+      if (settings.pin) await run("/usr/bin/taskset", ["-a", "-p", "-c", LOAD_CPUS, String(child.pid)], { seconds: 10 });
       return { port, child, endpoint: `http://127.0.0.1:${port}`, ...seeded };
     } catch (err) {
       stop(child);
@@ -376,6 +390,9 @@ async function startWorker(name, jsBundle, origin, creds) {
   const url = (await mf.ready).toString().replace(/\/$/, "");
   const pids = workerdPids().filter((pid) => !before.has(pid));
   if (pids.length === 0) throw new Error(`no workerd process found for the ${name} Worker`);
+  if (settings.pin) {
+    for (const pid of pids) await run("/usr/bin/taskset", ["-a", "-p", "-c", String(WORKER_CPU), String(pid)], { seconds: 10 });
+  }
   return {
     name,
     url,
@@ -445,7 +462,9 @@ async function wrk(url, script, seconds) {
     path.join(here, "wrk", script),
     url,
   ];
-  const out = await run(settings.wrk, args, { seconds: seconds + 30 });
+  const out = settings.pin
+    ? await run("/usr/bin/taskset", ["-c", LOAD_CPUS, settings.wrk, ...args], { seconds: seconds + 30 })
+    : await run(settings.wrk, args, { seconds: seconds + 30 });
   const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
   if (!line) throw new Error(`wrk printed no summary:\n${out}`);
   return JSON.parse(line.slice("WRK_JSON ".length));
@@ -470,7 +489,8 @@ function rpsTargets(origin) {
 /** `floors` run on /nix-cache-info only, in the same rounds as the Workers they are the floor of. */
 async function requestsPerSecond(workers, floors, origin) {
   const results = [];
-  for (const target of rpsTargets(origin)) {
+  const targets = rpsTargets(origin).filter((t) => settings.paths.length === 0 || settings.paths.includes(t.id));
+  for (const target of targets) {
     const row = { ...target, workers: {} };
     const these = target === CACHE_INFO_TARGET ? [...workers, ...floors] : workers;
     for (let round = 0; round < settings.rounds; round++) {
@@ -478,7 +498,10 @@ async function requestsPerSecond(workers, floors, origin) {
       const order = round % 2 === 0 ? these : [...these].reverse();
       for (const worker of order) {
         const url = `${worker.url}${target.path}`;
-        if (settings.warmup > 0) await wrk(url, target.script, settings.warmup);
+        // Wasm and JS alike reach their optimised code only after many requests: the first
+        // round of each path warms each Worker up for longer.
+        const warmup = round === 0 ? Math.max(settings.warmup, settings.firstWarmup) : settings.warmup;
+        if (warmup > 0) await wrk(url, target.script, warmup);
         const workerTicks = worker.cpuTicks();
         const originTicks = cpuTicks(origin.child.pid);
         const r = await wrk(url, target.script, settings.duration);
