@@ -13,6 +13,10 @@ bash scripts/install.sh
 step "building the Worker (scripts/build-worker.sh)"
 bash scripts/build-worker.sh
 
+# The test build: the same Worker plus routes that panic on purpose, for the recovery test.
+step "building the Worker's test build (--features panic-route)"
+bash scripts/build-worker.sh --out-dir target/worker-panic-route -- --features panic-route
+
 step "cargo test --workspace"
 test_log="$(mktemp)"
 trap 'rm -f "$test_log"' EXIT

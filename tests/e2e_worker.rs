@@ -3,7 +3,8 @@
 //! Nix client substituting through the Worker from a cache the Nix client made and signed.
 //!
 //! One stack serves most checks (`serves_a_seeded_cache_through_the_edge`); the others need a
-//! Worker with different bindings (a wrong secret, no secret, an origin that is not there).
+//! Worker with different bindings (a wrong secret, no secret, an origin that is not there), or
+//! the test build with routes that panic on purpose (`--features panic-route`).
 
 mod support;
 
@@ -172,6 +173,24 @@ fn serves_a_seeded_cache_through_the_edge() {
             "nix-cache-info reached the origin"
         );
     });
+
+    checks.check(
+        "a Range past the end of an uncached NAR is the origin's 416, never stored",
+        || {
+            let info = seed.narinfo(&leaf);
+            let target = format!("/{}", info.url);
+            let size = std::fs::metadata(seed.cache.join(&info.url)).unwrap().len();
+            let past = format!("bytes={}-", size + 10);
+            for _ in 0..2 {
+                let before = origin.proxy.count();
+                let r = client.send("GET", &target, &[("Range", past.as_str())]);
+                assert_status(&r, 416, "Range past the end");
+                assert_eq!(r.header("cache-control"), Some("no-store"));
+                assert_eq!(r.header("x-cache"), Some("MISS"));
+                assert_eq!(origin.proxy.count(), before + 1, "416 not from the origin");
+            }
+        },
+    );
 
     checks.check("GET / is a page showing the nix.conf lines", || {
         let r = client.get("/");
@@ -706,6 +725,56 @@ fn unreachable_origin_is_a_502_and_the_worker_lives_on() {
         client.assert_no_leaks(&[&origin.secret_key]);
     });
 
+    let running = worker.process.is_running();
+    checks.check("the Worker process is still running", || assert!(running));
+    checks.finish(|| worker.process.log_tail());
+}
+
+/// The test build with the panic routes; `scripts/test.sh` builds it.
+const PANIC_BUILD: &str = "target/worker-panic-route";
+const PANIC_BUILD_HOW: &str = "bash scripts/build-worker.sh --out-dir target/worker-panic-route \
+                               -- --features panic-route";
+
+#[test]
+fn a_panic_costs_one_request_and_a_fresh_instance_takes_over() {
+    let seed = seed();
+    let origin = S3Origin::start(&seed.cache, BUCKET);
+    let mut worker = Worker::start_build(PANIC_BUILD, PANIC_BUILD_HOW, &origin.bindings());
+    let client = Client::new(&worker);
+    let mut checks = Checks::new();
+    let instance = || client.get("/__panic/instance").text().trim().to_string();
+    let top = seed.narinfo(&seed.top_path);
+
+    checks.check(
+        "before any panic: the first instance serves the cache",
+        || {
+            assert_eq!(instance(), "1");
+            assert_status(&client.get(&narinfo_target(&seed.top_path)), 200, "narinfo");
+        },
+    );
+
+    checks.check("a panic within the call fails that request only", || {
+        let r = client.get("/__panic");
+        assert!(r.status >= 500, "/__panic gave {}", r.status);
+        assert_eq!(instance(), "2", "no fresh instance after the panic");
+        assert_status(&client.get("/nix-cache-info"), 200, "/nix-cache-info");
+        let dep = closure_path(seed, "-nix-spaces-cache-seed-leaf");
+        assert_status(&client.get(&narinfo_target(&dep)), 200, "narinfo");
+    });
+
+    checks.check("a panic after an await fails that request only", || {
+        let r = client.get("/__panic/later");
+        assert!(r.status >= 500, "/__panic/later gave {}", r.status);
+        assert_eq!(instance(), "3", "no fresh instance after the panic");
+        let nar = format!("/{}", top.url);
+        let r = client.get_compare(&nar, &seed.cache.join(&top.url));
+        assert_status(&r, 200, "NAR after two panics");
+        assert_eq!(r.first_mismatch, None, "the NAR differs from the bucket's");
+    });
+
+    checks.check("no response carried the secret", || {
+        client.assert_no_leaks(&[&origin.secret_key]);
+    });
     let running = worker.process.is_running();
     checks.check("the Worker process is still running", || assert!(running));
     checks.finish(|| worker.process.log_tail());

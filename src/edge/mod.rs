@@ -44,6 +44,10 @@ use isolate::Isolate;
 #[wasm_bindgen]
 pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> JsValue {
     arm_panic_recovery();
+    #[cfg(feature = "panic-route")]
+    if let Some(answer) = panic_route(&req) {
+        return answer;
+    }
     match begin(&req, &env) {
         Ok(Begun::Answered(response)) => response.into(),
         Ok(Begun::Object(incoming, isolate)) => {
@@ -88,6 +92,38 @@ fn arm_panic_recovery() {
             wasm_bindgen::handler::schedule_reinit();
         }));
     });
+}
+
+/// Test builds only (`--features panic-route`, never deployed): `/__panic` panics within the
+/// call from the runtime and `/__panic/later` after an await, so the tests can show that a
+/// panic costs that one request and the Worker answers again afterwards; `/__panic/instance`
+/// answers with the number of Wasm instances made so far (counted by `worker`'s start
+/// function), which shows that a fresh one took over.
+#[cfg(feature = "panic-route")]
+fn panic_route(req: &web_sys::Request) -> Option<JsValue> {
+    fn boom(at: &str) -> Result<JsValue, JsValue> {
+        panic!("a panic asked for at {at}")
+    }
+    let url = req.url();
+    match UrlParts::split(&url).path {
+        "/__panic" => Some(boom("/__panic").unwrap_or_default()),
+        "/__panic/instance" => {
+            let global = js_sys::global();
+            let state = js_sys::Reflect::get(&global, &"__worker_init_state".into()).ok()?;
+            let id = js_sys::Reflect::get(&state, &"instanceId".into()).ok()?;
+            let text = format!("{}\n", id.as_f64()?);
+            Response::new_with_opt_str(Some(&text)).ok().map(Into::into)
+        }
+        "/__panic/later" => Some(
+            future_to_promise(async {
+                let tick = js_sys::Promise::resolve(&JsValue::NULL);
+                wasm_bindgen_futures::JsFuture::from(tick).await?;
+                boom("/__panic/later")
+            })
+            .into(),
+        ),
+        _ => None,
+    }
 }
 
 /// The request as the rest of the glue needs it, read once.

@@ -584,17 +584,23 @@ impl Worker {
     /// Starts the Worker with exactly these bindings (given in the child's environment, not
     /// on its command line).
     pub fn start(bindings: &[(String, String)]) -> Worker {
-        let entry = repo_root().join("build/index.js");
+        Worker::start_build("build", "bash scripts/build-worker.sh", bindings)
+    }
+
+    /// Starts the Worker built into `dir` (relative to the repository) by `how`.
+    pub fn start_build(dir: &str, how: &str, bindings: &[(String, String)]) -> Worker {
+        let entry = repo_root().join(dir).join("index.js");
         assert!(
             entry.is_file(),
-            "{} is missing: build the Worker first (bash scripts/build-worker.sh)",
+            "{} is missing: build the Worker first ({how})",
             entry.display()
         );
         let dir = temp_dir("worker-");
         let log = dir.path().join("worker.log");
         let mut cmd = Command::new("node");
         cmd.arg(repo_root().join("scripts/run-worker.mjs"))
-            .args(["--port", "0", "--exit-on-stdin-close"])
+            .args(["--port", "0", "--exit-on-stdin-close", "--script"])
+            .arg(&entry)
             .current_dir(repo_root())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
