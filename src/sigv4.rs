@@ -639,11 +639,66 @@ pub fn signature(signing_key: &[u8; 32], string_to_sign: &str) -> String {
     hex_lower(&hmac(signing_key, string_to_sign.as_bytes()))
 }
 
-fn sign_string(creds: &Credentials, time: SigningTime, scope: Scope, sts: &str) -> String {
-    let mut key = signing_key(&creds.secret_access_key, time, scope);
-    let sig = signature(&key, sts);
-    key.zeroize();
-    sig
+fn signing_key_zeroized(
+    creds: &Credentials,
+    time: SigningTime,
+    scope: Scope,
+) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(signing_key(&creds.secret_access_key, time, scope))
+}
+
+/// Signing keys kept between requests. A key depends only on the secret, the day, the region
+/// and the service, so a signer of many requests with one secret derives it once a day
+/// instead of with four HMACs a request. Keep one per secret: the secret is not part of what
+/// is compared. The key is zeroed when replaced or dropped, and `Debug` does not show it.
+#[derive(Default)]
+pub struct SigningKeys {
+    last: Option<KeptKey>,
+}
+
+struct KeptKey {
+    date: String,
+    region: String,
+    service: String,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl SigningKeys {
+    /// The signing key for `time`'s day and `scope`: the kept one when they match, else a new
+    /// one, which is kept.
+    pub fn key(
+        &mut self,
+        secret: &SecretKey,
+        time: SigningTime,
+        scope: Scope,
+    ) -> Zeroizing<[u8; 32]> {
+        let date = time.date_stamp();
+        if let Some(kept) = &self.last {
+            if kept.date == date && kept.region == scope.region && kept.service == scope.service {
+                return kept.key.clone();
+            }
+        }
+        let key = Zeroizing::new(signing_key(secret, time, scope));
+        self.last = Some(KeptKey {
+            date,
+            region: scope.region.to_owned(),
+            service: scope.service.to_owned(),
+            key: key.clone(),
+        });
+        key
+    }
+}
+
+impl fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = self
+            .last
+            .as_ref()
+            .map(|k| format!("{}/{}/{}", k.date, k.region, k.service));
+        f.debug_struct("SigningKeys")
+            .field("kept_for", &kept)
+            .finish_non_exhaustive()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,6 +797,27 @@ pub fn sign_with(
     mode: PathMode,
     token_mode: SessionTokenMode,
 ) -> Signed {
+    sign_keyed(
+        req,
+        creds,
+        time,
+        scope,
+        mode,
+        token_mode,
+        &mut SigningKeys::default(),
+    )
+}
+
+/// [`sign_with`], taking the signing key from `keys`.
+fn sign_keyed(
+    req: &SignableRequest,
+    creds: &Credentials,
+    time: SigningTime,
+    scope: Scope,
+    mode: PathMode,
+    token_mode: SessionTokenMode,
+    keys: &mut SigningKeys,
+) -> Signed {
     let token = creds
         .session_token
         .as_deref()
@@ -763,7 +839,7 @@ pub fn sign_with(
         req.payload_hash,
     );
     let sts = string_to_sign(&creq.text, time, scope);
-    let sig = sign_string(creds, time, scope, &sts);
+    let sig = signature(&keys.key(&creds.secret_access_key, time, scope), &sts);
     let authorization = format!(
         "{ALGORITHM} Credential={}/{}, SignedHeaders={}, Signature={}",
         creds.access_key_id,
@@ -886,7 +962,7 @@ pub fn presign(
         req.payload_hash,
     );
     let sts = string_to_sign(&creq.text, time, scope);
-    let sig = sign_string(creds, time, scope, &sts);
+    let sig = signature(&signing_key_zeroized(creds, time, scope), &sts);
 
     if signed_token.is_none() {
         if let Some(t) = token {
@@ -956,6 +1032,17 @@ pub fn sign_s3(
     region: &str,
     time: SigningTime,
 ) -> Vec<(String, String)> {
+    sign_s3_keyed(req, creds, region, time, &mut SigningKeys::default())
+}
+
+/// [`sign_s3`], reusing the signing key kept in `keys` (one [`SigningKeys`] per secret).
+pub fn sign_s3_keyed(
+    req: &S3Request,
+    creds: &Credentials,
+    region: &str,
+    time: SigningTime,
+    keys: &mut SigningKeys,
+) -> Vec<(String, String)> {
     let amz_date = time.amz_date();
     let mut headers: Vec<(String, String)> = Vec::with_capacity(req.extra_headers.len() + 4);
     headers.push(("host".to_owned(), req.host.to_owned()));
@@ -985,7 +1072,15 @@ pub fn sign_s3(
         region,
         service: "s3",
     };
-    let signed = sign(&signable, creds, time, scope, PathMode::S3);
+    let signed = sign_keyed(
+        &signable,
+        creds,
+        time,
+        scope,
+        PathMode::S3,
+        SessionTokenMode::Include,
+        keys,
+    );
     let mut out = Vec::with_capacity(4);
     out.push(("x-amz-date".to_owned(), amz_date));
     out.push((
@@ -1002,6 +1097,50 @@ mod tests {
     use proptest::prelude::*;
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    #[test]
+    fn kept_signing_keys_sign_like_fresh_ones_and_follow_the_day() {
+        let creds = Credentials::new("AKIDEXAMPLE", SECRET);
+        let extra = vec![("range".to_owned(), "bytes=0-9".to_owned())];
+        let req = S3Request {
+            method: "GET",
+            host: "examplebucket.s3.amazonaws.com",
+            path: "/test.txt",
+            query: "",
+            extra_headers: &extra,
+            payload_hash: EMPTY_SHA256,
+        };
+        let day1 = 1_369_353_600; // 2013-05-24T00:00:00Z
+        let mut keys = SigningKeys::default();
+        for (secs, region) in [
+            (day1, "us-east-1"),
+            (day1 + 86_399, "us-east-1"),
+            (day1 + 86_400, "us-east-1"),
+            (day1 + 86_400, "eu-west-1"),
+            (day1, "us-east-1"),
+        ] {
+            let time = SigningTime::from_unix_seconds(secs);
+            assert_eq!(
+                sign_s3_keyed(&req, &creds, region, time, &mut keys),
+                sign_s3(&req, &creds, region, time),
+                "{secs} {region}"
+            );
+        }
+        let shown = format!("{keys:?}");
+        assert!(shown.contains("20130524/us-east-1/s3"), "{shown}");
+        let key = signing_key(
+            &creds.secret_access_key,
+            SigningTime::from_unix_seconds(day1),
+            Scope {
+                region: "us-east-1",
+                service: "s3",
+            },
+        );
+        assert!(
+            !shown.contains(SECRET) && !shown.contains(&hex_lower(&key)),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn epoch_is_1970() {

@@ -8,11 +8,14 @@
 //! This is the hot path, so it speaks `web_sys` directly: every call into the runtime is a
 //! crossing out of Wasm, and these are the ones a request needs.
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
+use std::rc::Rc;
+
+use js_sys::Promise;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::future_to_promise;
 use web_sys::{Cache, Headers, ReadableStream, Request, RequestInit, Response, ResponseInit};
-use worker::worker_sys::ext::CacheStorageExt;
-use worker::{console_warn, Context};
+use worker::console_warn;
+use worker::worker_sys::{ext::CacheStorageExt, Context as JsContext};
 
 use crate::policy;
 
@@ -20,30 +23,48 @@ use super::isolate::Isolate;
 use super::origin::{self, OriginAnswer};
 use super::{js, EdgeError, Incoming};
 
-pub(crate) async fn serve_object(
+/// Serves an object route: the promise of the edge cache's answer, else the origin's.
+///
+/// The lookup's outcome is taken by plain callbacks rather than awaited: a hit, the common
+/// case, is answered without starting the async executor, which only the origin path needs.
+pub(crate) fn serve_object(
+    incoming: Incoming,
+    isolate: Rc<Isolate>,
+    ctx: JsContext,
+) -> Result<Promise, EdgeError> {
+    let cache = edge_cache()?;
+    let cache_key = incoming.cache_key();
+    let lookup = match incoming.range.as_deref() {
+        None => cache.match_with_str(&cache_key),
+        Some(range) => cache.match_with_request(&ranged(&cache_key, range)?),
+    };
+    let looked_up = move |hit: JsValue| {
+        if !hit.is_undefined() {
+            return super::answer(relay_hit(hit.unchecked_into(), incoming.head));
+        }
+        let from_origin = async move {
+            let result = from_origin(&incoming, &isolate, &ctx, cache, cache_key).await;
+            Ok(super::answer(result))
+        };
+        future_to_promise(from_origin).into()
+    };
+    let failed = |err: JsValue| super::answer(Err(js::failed("cache match")(err)));
+    Ok(js::then(&lookup, looked_up, failed))
+}
+
+/// An edge miss: the origin's answer, stored when the policy allows.
+async fn from_origin(
     incoming: &Incoming,
     isolate: &Isolate,
-    ctx: &Context,
+    ctx: &JsContext,
+    cache: Cache,
+    cache_key: String,
 ) -> Result<Response, EdgeError> {
     let config = &isolate.config;
     let key = incoming
         .route
         .object_key()
         .ok_or_else(|| EdgeError::Internal("object route without a key".into()))?;
-    let cache = edge_cache()?;
-    let cache_key = incoming.cache_key();
-
-    let lookup = match incoming.range.as_deref() {
-        None => cache.match_with_str(&cache_key),
-        Some(range) => cache.match_with_request(&ranged(&cache_key, range)?),
-    };
-    let hit = JsFuture::from(lookup)
-        .await
-        .map_err(js::failed("cache match"))?;
-    if !hit.is_undefined() {
-        return relay_hit(hit.unchecked_into(), incoming.head);
-    }
-
     // A HEAD is answered from a GET whose body is dropped: S3 explains a refusal only in a body.
     let range = if incoming.head {
         None
@@ -51,7 +72,7 @@ pub(crate) async fn serve_object(
         incoming.range.as_deref()
     };
     let kind = incoming.route.kind();
-    match origin::get(config, &key, range).await? {
+    match origin::get(isolate, &key, range).await? {
         OriginAnswer::Missing => {
             if policy::storable(kind, 404, Some(0), config.max_object_bytes) {
                 store(ctx, &cache, cache_key, &isolate.missing(false)?);
@@ -107,14 +128,17 @@ fn edge_cache() -> Result<Cache, EdgeError> {
 /// Puts `entry` (a tee of what the client gets, or its own copy) into the edge cache after the
 /// response, so the client never waits for the store. A failed store is logged, never seen by
 /// the client.
-fn store(ctx: &Context, cache: &Cache, cache_key: String, entry: &Response) {
+fn store(ctx: &JsContext, cache: &Cache, cache_key: String, entry: &Response) {
     let put = cache.put_with_str(&cache_key, entry);
-    ctx.wait_until(async move {
-        if let Err(err) = JsFuture::from(put).await {
-            let err = worker::Error::from(err);
-            console_warn!("edge cache: storing {cache_key} failed: {err}");
-        }
-    });
+    let stored = |_| JsValue::UNDEFINED;
+    let failed = move |err: JsValue| {
+        let err = worker::Error::from(err);
+        console_warn!("edge cache: storing {cache_key} failed: {err}");
+        JsValue::UNDEFINED
+    };
+    if let Err(err) = ctx.wait_until(&js::then(&put, stored, failed)) {
+        console_warn!("edge cache: waitUntil failed: {}", worker::Error::from(err));
+    }
 }
 
 /// The request the cache is asked with for a Range: GET with the client's Range.

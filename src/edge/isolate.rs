@@ -1,5 +1,5 @@
 //! What one isolate keeps between requests: the parsed bindings (they cannot change while it
-//! lives) and the answers made from them alone.
+//! lives), the answers made from them alone, and the SigV4 signing key of the day.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,6 +11,7 @@ use worker::Env;
 use crate::config::Config;
 use crate::nix::{ObjectKind, Route};
 use crate::policy;
+use crate::sigv4::SigningKeys;
 
 use super::{js, EdgeError};
 
@@ -45,6 +46,8 @@ fn binding(env: &Env, name: &str) -> Option<String> {
 /// serves every request.
 pub(crate) struct Isolate {
     pub config: Config,
+    /// The SigV4 signing key of the day, for the one secret in `config`.
+    pub signing_keys: RefCell<SigningKeys>,
     cache_info_body: JsValue,
     cache_info: ResponseInit,
     missing: ResponseInit,
@@ -80,6 +83,7 @@ impl Isolate {
         )?;
         Ok(Isolate {
             config,
+            signing_keys: RefCell::new(SigningKeys::default()),
             cache_info_body: cache_info_body.into(),
             cache_info,
             missing,

@@ -88,3 +88,28 @@ pub(crate) fn method(req: &web_sys::Request) -> Method {
         Method::Other
     }
 }
+
+#[wasm_bindgen]
+extern "C" {
+    /// A promise, for `then` with plain JS functions.
+    #[wasm_bindgen(js_name = Promise)]
+    type Thenable;
+
+    #[wasm_bindgen(method, js_name = then)]
+    fn then(this: &Thenable, on_fulfilled: &JsValue, on_rejected: &JsValue) -> js_sys::Promise;
+}
+
+/// `promise.then(fulfilled, rejected)`, each callback a one-shot Rust closure. Whichever is
+/// not called is freed when the runtime collects it. Cheaper than awaiting the promise in a
+/// future: no executor, one callback made per outcome.
+pub(crate) fn then(
+    promise: &js_sys::Promise,
+    fulfilled: impl FnOnce(JsValue) -> JsValue + 'static,
+    rejected: impl FnOnce(JsValue) -> JsValue + 'static,
+) -> js_sys::Promise {
+    let fulfilled = Closure::once(fulfilled).into_js_value();
+    let rejected = Closure::once(rejected).into_js_value();
+    promise
+        .unchecked_ref::<Thenable>()
+        .then(&fulfilled, &rejected)
+}

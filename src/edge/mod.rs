@@ -27,9 +27,8 @@ use std::rc::Rc;
 use std::sync::Once;
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 use web_sys::Response;
-use worker::{Context, Env};
+use worker::Env;
 
 use crate::landing;
 use crate::nix::Route;
@@ -50,18 +49,11 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
     }
     match begin(&req, &env) {
         Ok(Begun::Answered(response)) => response.into(),
-        Ok(Begun::Object(incoming, isolate)) => {
-            let ctx = Context::new(ctx);
-            let served = async move {
-                let result = cache::serve_object(&incoming, &isolate, &ctx).await;
-                respond(result).map(JsValue::from)
-            };
-            future_to_promise(served).into()
-        }
-        Err(err) => match respond(Err(err)) {
-            Ok(response) => response.into(),
-            Err(thrown) => js_sys::Promise::reject(&thrown).into(),
+        Ok(Begun::Object(incoming, isolate)) => match cache::serve_object(incoming, isolate, ctx) {
+            Ok(promise) => promise.into(),
+            Err(err) => answer(Err(err)),
         },
+        Err(err) => answer(Err(err)),
     }
 }
 
@@ -71,12 +63,12 @@ enum Begun {
     Object(Incoming, Rc<Isolate>),
 }
 
-/// The response for the runtime; an error becomes its plain-text answer (see [`EdgeError`]).
-/// Only the runtime failing to make even that is passed on to it, as a rejection.
-fn respond(result: Result<Response, EdgeError>) -> Result<Response, JsValue> {
-    match result {
-        Ok(response) => Ok(response),
-        Err(err) => err.into_response(),
+/// What the runtime is given: the response, or for an error its plain-text answer (see
+/// [`EdgeError`]); only the runtime failing to make even that is passed on, as a rejection.
+pub(crate) fn answer(result: Result<Response, EdgeError>) -> JsValue {
+    match result.or_else(EdgeError::into_response) {
+        Ok(response) => response.into(),
+        Err(thrown) => js_sys::Promise::reject(&thrown).into(),
     }
 }
 
@@ -115,7 +107,7 @@ fn panic_route(req: &web_sys::Request) -> Option<JsValue> {
             Response::new_with_opt_str(Some(&text)).ok().map(Into::into)
         }
         "/__panic/later" => Some(
-            future_to_promise(async {
+            wasm_bindgen_futures::future_to_promise(async {
                 let tick = js_sys::Promise::resolve(&JsValue::NULL);
                 wasm_bindgen_futures::JsFuture::from(tick).await?;
                 boom("/__panic/later")

@@ -1,4 +1,4 @@
-//! The subrequest to Spaces: path-style URL, SigV4 headers from [`crate::sigv4::sign_s3`], and
+//! The subrequest to Spaces: path-style URL, SigV4 headers from [`crate::sigv4::sign_s3_keyed`], and
 //! the origin's answer judged by [`crate::policy::classify_origin`].
 //!
 //! Only `Range` travels from the client to the origin; the client's own headers (its
@@ -8,10 +8,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, ReadableStreamDefaultReader, RequestInit, RequestRedirect, Response};
 
-use crate::config::Config;
 use crate::policy::{self, FailReason, OriginVerdict};
 use crate::sigv4::{self, S3Request, SigningTime, EMPTY_SHA256};
 
+use super::isolate::Isolate;
 use super::{js, EdgeError};
 
 /// At most this much of an error body is read to find the S3 error code.
@@ -27,16 +27,17 @@ pub(crate) enum OriginAnswer {
 
 /// GET `key` from the bucket, signed; `range` is the client's Range header, if any.
 pub(crate) async fn get(
-    config: &Config,
+    isolate: &Isolate,
     key: &str,
     range: Option<&str>,
 ) -> Result<OriginAnswer, EdgeError> {
+    let config = &isolate.config;
     let path = sigv4::s3_object_path(&config.bucket, key);
     let extra: Vec<(String, String)> = range
         .map(|r| vec![("range".to_string(), r.to_string())])
         .unwrap_or_default();
     let time = SigningTime::from_unix_millis(js_sys::Date::now());
-    let signed = sigv4::sign_s3(
+    let signed = sigv4::sign_s3_keyed(
         &S3Request {
             method: "GET",
             host: &config.endpoint.host,
@@ -48,6 +49,7 @@ pub(crate) async fn get(
         &config.credentials,
         &config.region,
         time,
+        &mut isolate.signing_keys.borrow_mut(),
     );
 
     let headers = Headers::new().map_err(js::failed("new Headers"))?;
