@@ -188,6 +188,8 @@ function run(cmd, args, { input, seconds }) {
       if (code === 0) resolve(stdout);
       else reject(new Error(`${path.basename(cmd)} failed (${code ?? signal}): ${stderr.trim().slice(0, 500)}`));
     });
+    // A command that exits without reading its input (taskset) must not fail the run.
+    child.stdin.on("error", () => {});
     child.stdin.end(input ?? "");
   });
 }
@@ -489,6 +491,9 @@ function rpsTargets(origin) {
 /** `floors` run on /nix-cache-info only, in the same rounds as the Workers they are the floor of. */
 async function requestsPerSecond(workers, floors, origin) {
   const results = [];
+  const known = rpsTargets(origin).map((t) => t.id);
+  const unknown = settings.paths.filter((id) => !known.includes(id));
+  if (unknown.length > 0) throw new Error(`BENCH_PATHS: no path ${unknown.join(", ")} (there are ${known.join(", ")})`);
   const targets = rpsTargets(origin).filter((t) => settings.paths.length === 0 || settings.paths.includes(t.id));
   for (const target of targets) {
     const row = { ...target, workers: {} };

@@ -11,8 +11,9 @@
 #
 # Everything listens on 127.0.0.1 on free ports, and every process started is stopped by pid.
 # Settings are environment variables, read by bench/run.mjs (BENCH_DURATION, BENCH_WARMUP,
-# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_NAR_MIB, BENCH_WORKERS, BENCH_FLOOR); BENCH_JSON
-# names a file to keep the raw results in. BENCHMARKS.md has the figures and the command.
+# BENCH_FIRST_WARMUP, BENCH_THREADS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_PATHS, BENCH_PIN,
+# BENCH_NAR_MIB, BENCH_WORKERS, BENCH_FLOOR); BENCH_JSON names a file to keep the raw results
+# in. BENCHMARKS.md has the figures and the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

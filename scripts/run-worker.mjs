@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Serves the built Worker (build/index.js + build/index_bg.wasm) under workerd, through
-// Miniflare, on 127.0.0.1. Miniflare gives it `caches.default` (in memory, new for every run)
-// and lets it fetch loopback origins such as a local s3s-fs.
+// Serves the built Worker (build/index.js, re-exporting build/worker/shim.mjs, and
+// build/worker/index.wasm) under workerd, through Miniflare, on 127.0.0.1. Miniflare gives it
+// `caches.default` (in memory, new for every run) and lets it fetch loopback origins such as a
+// local s3s-fs.
 //
 //   node scripts/run-worker.mjs [--port N] [--bindings FILE] [--script PATH] [--exit-on-stdin-close]
 //

@@ -48,6 +48,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo clippy --target wasm32-unknown-unknown (the Workers glue)"
 cargo clippy -p nix-spaces-cache --lib --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p nix-spaces-cache --lib --target wasm32-unknown-unknown --features panic-route -- -D warnings
 
 step "all tests passed"
 summary

@@ -7,7 +7,7 @@
 //! - [`nix`]: the cache's URL space as one [`nix::Route`] type, Nix base32 hashes, and the
 //!   `nix-cache-info` text.
 //! - [`policy`]: what the edge stores, for how long, and which status an origin answer becomes.
-//! - [`config`]: the Worker's bindings, parsed and checked once per request.
+//! - [`config`]: the Worker's bindings, parsed and checked (once per isolate, by `edge`).
 //! - [`landing`]: the page at `/` for people.
 //! - `edge` (wasm32 only): the Workers glue: signed fetch to Spaces, Cache API, responses.
 
