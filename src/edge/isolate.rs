@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::JsValue;
-use web_sys::{Headers, Response, ResponseInit};
+use web_sys::{Response, ResponseInit};
 use worker::Env;
 
 use crate::config::Config;
@@ -57,7 +57,7 @@ impl Isolate {
     fn new(config: Config) -> Result<Isolate, EdgeError> {
         let cache_info_body = config.cache_info.render();
         let info = Route::CacheInfo;
-        let cache_info = init(
+        let cache_info = js::init(
             200,
             &[
                 ("content-type", info.content_type()),
@@ -69,7 +69,7 @@ impl Isolate {
             ],
         )?;
         // The negative TTL is the same for every kind of object.
-        let missing = init(
+        let missing = js::init(
             404,
             &[
                 ("content-type", "text/plain; charset=utf-8"),
@@ -100,15 +100,4 @@ impl Isolate {
     pub fn missing(&self, head: bool) -> Result<Response, EdgeError> {
         js::text_response((!head).then_some(MISSING_BODY), &self.missing)
     }
-}
-
-fn init(status: u16, headers: &[(&str, &str)]) -> Result<ResponseInit, EdgeError> {
-    let all = Headers::new().map_err(js::failed("new Headers"))?;
-    for (name, value) in headers {
-        js::set(&all, name, value)?;
-    }
-    let init = ResponseInit::new();
-    init.set_status(status);
-    init.set_headers(&all);
-    Ok(init)
 }

@@ -15,6 +15,18 @@ pub(crate) fn set(headers: &Headers, name: &str, value: &str) -> Result<(), Edge
     headers.set(name, value).map_err(failed("Headers.set"))
 }
 
+/// A response init with this status and these headers.
+pub(crate) fn init(status: u16, headers: &[(&str, &str)]) -> Result<ResponseInit, EdgeError> {
+    let all = Headers::new().map_err(failed("new Headers"))?;
+    for (name, value) in headers {
+        set(&all, name, value)?;
+    }
+    let init = ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(&all);
+    Ok(init)
+}
+
 /// `new Response(body, init)`; no body for `None`.
 pub(crate) fn response(
     body: Option<&ReadableStream>,

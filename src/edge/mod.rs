@@ -196,15 +196,16 @@ impl<'a> UrlParts<'a> {
 /// The landing page, made for the host it was asked at.
 fn landing_page(head: bool, ttls: &policy::Ttls, page: String) -> Result<Response, EdgeError> {
     let route = Route::Landing;
-    let headers = web_sys::Headers::new().map_err(js::failed("new Headers"))?;
-    js::set(&headers, "content-type", route.content_type())?;
-    js::set(&headers, "content-length", &page.len().to_string())?;
-    js::set(
-        &headers,
-        "cache-control",
-        &policy::cache_control(route.kind(), 200, ttls),
+    let init = js::init(
+        200,
+        &[
+            ("content-type", route.content_type()),
+            ("content-length", &page.len().to_string()),
+            (
+                "cache-control",
+                &policy::cache_control(route.kind(), 200, ttls),
+            ),
+        ],
     )?;
-    let init = web_sys::ResponseInit::new();
-    init.set_headers(&headers);
     js::text_response((!head).then_some(page.as_str()), &init)
 }
