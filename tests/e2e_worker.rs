@@ -3,7 +3,8 @@
 //! Nix client substituting through the Worker from a cache the Nix client made and signed.
 //!
 //! One stack serves most checks (`serves_a_seeded_cache_through_the_edge`); the others need a
-//! Worker with different bindings (a wrong secret, no secret, an origin that is not there), or
+//! Worker with different bindings (a wrong secret, no secret, an origin that is not there, an
+//! origin that answers garbage), or
 //! the test build with routes that panic on purpose (`--features panic-route`).
 
 mod support;
@@ -723,6 +724,250 @@ fn unreachable_origin_is_a_502_and_the_worker_lives_on() {
 
     checks.check("no response carried the secret", || {
         client.assert_no_leaks(&[&origin.secret_key]);
+    });
+
+    let running = worker.process.is_running();
+    checks.check("the Worker process is still running", || assert!(running));
+    checks.finish(|| worker.process.log_tail());
+}
+
+/// The answers of a misbehaving origin, each for its own narinfo.
+struct Garbage {
+    key: String,
+    answer: Vec<u8>,
+}
+
+fn garbage(hash_letter: char, answer: Vec<u8>) -> Garbage {
+    Garbage {
+        key: format!("{}.narinfo", hash_letter.to_string().repeat(32)),
+        answer,
+    }
+}
+
+fn xml_error(code: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>…</Message></Error>")
+}
+
+#[test]
+fn an_origin_that_answers_garbage_gets_a_clear_answer_and_nothing_wrong_is_kept() {
+    use support::{chunked, random_hex, raw_answer, ScriptedOrigin};
+
+    let xml = |status: &str, code: &str| {
+        let body = xml_error(code);
+        let len = body.len().to_string();
+        raw_answer(
+            status,
+            &[
+                ("content-type", "application/xml"),
+                ("content-length", &len),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let no_length = |status: &str, body: &[u8]| {
+        raw_answer(status, &[("transfer-encoding", "chunked")], &chunked(body))
+    };
+    let server_error = garbage('0', xml("500 Internal Server Error", "InternalError"));
+    let html_503 = garbage(
+        '1',
+        raw_answer(
+            "503 Service Unavailable",
+            &[("content-type", "text/html")],
+            b"<html><body>upstream overloaded</body></html>",
+        ),
+    );
+    let forbidden_page = b"<html><body>403 Forbidden</body></html>";
+    let html_403 = garbage(
+        '2',
+        raw_answer(
+            "403 Forbidden",
+            &[
+                ("content-type", "text/html"),
+                ("content-length", &forbidden_page.len().to_string()),
+            ],
+            forbidden_page,
+        ),
+    );
+    let unsized_denied = garbage(
+        '3',
+        no_length("403 Forbidden", xml_error("AccessDenied").as_bytes()),
+    );
+    let mut padded = vec![b'x'; 64 * 1024];
+    padded.extend_from_slice(xml_error("AccessDenied").as_bytes());
+    let code_past_the_limit = garbage('4', no_length("403 Forbidden", &padded));
+    let no_bucket = garbage('5', xml("404 Not Found", "NoSuchBucket"));
+    let redirect = garbage(
+        '6',
+        raw_answer(
+            "302 Found",
+            &[("location", "/elsewhere"), ("content-length", "0")],
+            b"",
+        ),
+    );
+    let not_http = garbage('7', b"this is not HTTP at all\r\n\r\n".to_vec());
+    let narinfo = b"StorePath: /nix/store/8888888888888888888888888888888-x\n";
+    let leaky_200 = garbage(
+        '8',
+        raw_answer(
+            "200 OK",
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-length", &narinfo.len().to_string()),
+                ("set-cookie", "session=origin-cookie"),
+                ("x-amz-request-id", "ORIGINREQUESTID"),
+                ("x-amz-meta-owner", "someone"),
+                ("etag", "\"abc\""),
+            ],
+            narinfo,
+        ),
+    );
+    let cases = [
+        &server_error,
+        &html_503,
+        &html_403,
+        &unsized_denied,
+        &code_past_the_limit,
+        &no_bucket,
+        &redirect,
+        &not_http,
+        &leaky_200,
+    ];
+    let origin = ScriptedOrigin::start(
+        cases
+            .iter()
+            .map(|c| (c.key.clone(), c.answer.clone()))
+            .collect(),
+    );
+    let secret = random_hex(20);
+    let bindings: Vec<(String, String)> = vec![
+        ("SPACES_ENDPOINT".into(), origin.url()),
+        ("SPACES_BUCKET".into(), BUCKET.into()),
+        ("SPACES_REGION".into(), "us-east-1".into()),
+        ("SPACES_ACCESS_KEY_ID".into(), "TESTKEY".into()),
+        ("SPACES_SECRET_ACCESS_KEY".into(), secret.clone()),
+        ("STORE_DIR".into(), "/nix/store".into()),
+        ("WANT_MASS_QUERY".into(), "1".into()),
+        ("PRIORITY".into(), "40".into()),
+    ];
+    let mut worker = Worker::start(&bindings);
+    let client = Client::new(&worker);
+    let mut checks = Checks::new();
+    let target = |case: &Garbage| format!("/{}", case.key);
+
+    // A 502 each time it is asked, a plain-text reason naming the cause, never stored.
+    let fails_every_time = |case: &Garbage, says: &str| {
+        for attempt in 1..=2 {
+            let r = client.get(&target(case));
+            assert_status(&r, 502, &format!("{} (attempt {attempt})", case.key));
+            assert!(
+                r.text().contains(says),
+                "{}: the 502 does not say {says:?}: {:?}",
+                case.key,
+                r.text()
+            );
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+            assert_eq!(content_type(&r), "text/plain; charset=utf-8");
+            settle();
+        }
+        assert_eq!(
+            origin.count_for(&case.key),
+            2,
+            "{}: a 502 was kept",
+            case.key
+        );
+    };
+
+    checks.check(
+        "an origin 500 with S3's XML is a 502 naming the status",
+        || {
+            fails_every_time(&server_error, "origin answered 500");
+        },
+    );
+    checks.check(
+        "an origin 503 with an HTML body is a 502 naming the status",
+        || {
+            fails_every_time(&html_503, "origin answered 503");
+        },
+    );
+    checks.check(
+        "an origin 403 without an S3 code is a 502, not a 404",
+        || {
+            fails_every_time(&html_403, "origin refused access (403)");
+        },
+    );
+    checks.check(
+        "a 403 AccessDenied of unknown length is read and is a 404, kept briefly",
+        || {
+            let r = client.get(&target(&unsized_denied));
+            assert_status(&r, 404, "AccessDenied, chunked");
+            assert_eq!(r.text(), "not in this cache\n");
+            assert_eq!(r.header("x-cache"), Some("MISS"));
+            settle();
+            let again = client.get(&target(&unsized_denied));
+            assert_status(&again, 404, "AccessDenied, chunked, again");
+            assert_eq!(again.header("x-cache"), Some("HIT"));
+            assert_eq!(origin.count_for(&unsized_denied.key), 1);
+        },
+    );
+    checks.check(
+        "an error body is read only up to its limit: a code after 64 KiB of junk is not seen",
+        || fails_every_time(&code_past_the_limit, "origin refused access (403)"),
+    );
+    checks.check("a 404 NoSuchBucket is a 502 naming SPACES_BUCKET", || {
+        fails_every_time(&no_bucket, "SPACES_BUCKET");
+    });
+    checks.check(
+        "a redirect is not followed: a 502 naming the status",
+        || {
+            fails_every_time(&redirect, "unexpected 302");
+            assert_eq!(
+                origin.count_for("/elsewhere"),
+                0,
+                "the redirect was followed"
+            );
+        },
+    );
+    checks.check("an answer that is not HTTP is a 502", || {
+        fails_every_time(&not_http, "origin");
+    });
+    checks.check("HEAD on a failing origin is a 502 without a body", || {
+        let r = client.head(&target(&server_error));
+        assert_status(&r, 502, "HEAD, origin 500");
+        assert_eq!(r.body_len, 0);
+    });
+    checks.check(
+        "a 200 is relayed with our content type and without the origin's cookies or x-amz-*",
+        || {
+            let r = client.get(&target(&leaky_200));
+            assert_status(&r, 200, "narinfo");
+            assert_eq!(r.text().as_bytes(), narinfo);
+            assert_eq!(content_type(&r), "text/x-nix-narinfo");
+            assert_eq!(r.header("etag"), Some("\"abc\""));
+            assert_eq!(r.header("set-cookie"), None);
+            assert!(
+                !r.raw_text().contains("ORIGINREQUESTID") && !r.raw_text().contains("someone"),
+                "origin headers leaked: {:?}",
+                r.headers
+            );
+        },
+    );
+    checks.check(
+        "every origin request was signed and carried no client header",
+        || {
+            let requests = origin.requests();
+            assert!(!requests.is_empty());
+            for request in requests {
+                assert_eq!(request.method, "GET");
+                let auth = request.header("authorization").unwrap_or_default();
+                assert!(
+                    auth.starts_with("AWS4-HMAC-SHA256 Credential=TESTKEY/"),
+                    "{auth}"
+                );
+            }
+        },
+    );
+    checks.check("no response carried the secret", || {
+        client.assert_no_leaks(&[&secret]);
     });
 
     let running = worker.process.is_running();

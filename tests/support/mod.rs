@@ -6,6 +6,8 @@
 //! - [`S3Origin`]: `s3s-fs` serving that cache as a bucket and verifying SigV4, behind a
 //!   [`CountingProxy`] that records every request the origin receives (method, target,
 //!   headers), so tests can prove that an edge-cache hit or a refused path reaches no origin.
+//! - [`ScriptedOrigin`]: an origin that answers with scripted raw bytes (5xx, HTML, a body
+//!   without a length, a redirect, not HTTP at all), for what the Worker makes of garbage.
 //! - [`Worker`]: the built Worker under workerd, through `scripts/run-worker.mjs`.
 //! - [`NixEnv`]: the Nix client as root without a daemon, with a chroot store in a temp dir.
 //! - [`http`]: a raw HTTP/1.1 client that sends request targets exactly as given (no dot
@@ -490,6 +492,133 @@ fn parse_request_head(head: &[u8]) -> OriginRequest {
         target,
         headers,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An origin that misbehaves on purpose
+
+/// An HTTP origin on 127.0.0.1 that answers each request with the raw bytes scripted for it
+/// (the first script whose key the request target ends with; an S3 `NoSuchKey` 404 for any
+/// other) and then closes the connection. For what the Worker makes of an origin that answers
+/// garbage; every request is recorded. Stopped when dropped.
+#[derive(Debug)]
+pub struct ScriptedOrigin {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<OriginRequest>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ScriptedOrigin {
+    pub fn start(scripts: Vec<(String, Vec<u8>)>) -> ScriptedOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind scripted origin");
+        let port = listener.local_addr().expect("scripted origin addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reqs, stopping) = (requests.clone(), stop.clone());
+        let scripts = Arc::new(scripts);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (reqs, scripts) = (reqs.clone(), scripts.clone());
+                thread::spawn(move || answer_scripted(conn, &scripts, &reqs));
+            }
+        });
+        ScriptedOrigin {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests reached the origin for targets ending with `key`.
+    pub fn count_for(&self, key: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|r| r.target.ends_with(key)).count()
+    }
+
+    pub fn requests(&self) -> Vec<OriginRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ScriptedOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// An HTTP/1.1 answer: the status line's code and reason, these headers and
+/// `connection: close`, then the body as given (no length is added: say it in `headers`, or
+/// leave it to the close).
+pub fn raw_answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("connection: close\r\n\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// `body` in chunked transfer encoding, in chunks of at most 4 KiB.
+pub fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in body.chunks(4096) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+fn answer_scripted(
+    mut conn: TcpStream,
+    scripts: &[(String, Vec<u8>)],
+    requests: &Mutex<Vec<OriginRequest>>,
+) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = find_head_end(&buf) {
+            break end;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let request = parse_request_head(&buf[..end]);
+    let no_such_key;
+    let answer = match scripts
+        .iter()
+        .find(|(key, _)| request.target.ends_with(key))
+    {
+        Some((_, answer)) => answer,
+        None => {
+            let body = b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code></Error>";
+            no_such_key = raw_answer(
+                "404 Not Found",
+                &[("content-length", &body.len().to_string())],
+                body,
+            );
+            &no_such_key
+        }
+    };
+    requests.lock().unwrap().push(request);
+    let _ = conn.write_all(answer);
+    let _ = conn.flush();
+    let _ = conn.shutdown(Shutdown::Both);
 }
 
 /// `s3s-fs` serving a bucket on 127.0.0.1, with random credentials, and a [`CountingProxy`]
