@@ -12,12 +12,11 @@ use std::rc::Rc;
 
 use js_sys::Promise;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::future_to_promise;
 use web_sys::{Cache, Headers, ReadableStream, Request, RequestInit, Response, ResponseInit};
 use worker::console_warn;
 use worker::worker_sys::{ext::CacheStorageExt, Context as JsContext};
 
-use crate::policy;
+use crate::policy::{self, FailReason};
 
 use super::isolate::Isolate;
 use super::origin::{self, OriginAnswer};
@@ -25,8 +24,8 @@ use super::{js, EdgeError, Incoming};
 
 /// Serves an object route: the promise of the edge cache's answer, else the origin's.
 ///
-/// The lookup's outcome is taken by plain callbacks rather than awaited: a hit, the common
-/// case, is answered without starting the async executor, which only the origin path needs.
+/// Each step's outcome is taken by a plain callback rather than awaited: no async executor
+/// runs for a request, and a hit, the common case, costs one callback.
 pub(crate) fn serve_object(
     incoming: Incoming,
     isolate: Rc<Isolate>,
@@ -38,84 +37,119 @@ pub(crate) fn serve_object(
         None => cache.match_with_str(&cache_key),
         Some(range) => cache.match_with_request(&ranged(&cache_key, range)?),
     };
-    let looked_up = move |hit: JsValue| {
-        if !hit.is_undefined() {
-            return super::answer(relay_hit(hit.unchecked_into(), incoming.head));
-        }
-        let from_origin = async move {
-            let result = from_origin(&incoming, &isolate, &ctx, cache, cache_key).await;
-            Ok(super::answer(result))
-        };
-        future_to_promise(from_origin).into()
+    let miss = Miss {
+        incoming,
+        isolate,
+        ctx,
+        cache,
+        cache_key,
     };
-    let failed = |err: JsValue| super::answer(Err(js::failed("cache match")(err)));
-    Ok(js::then(&lookup, looked_up, failed))
+    Ok(js::settled(&lookup, move |looked_up| match looked_up {
+        Ok(hit) if !hit.is_undefined() => {
+            super::answer(relay_hit(hit.unchecked_into(), miss.incoming.head))
+        }
+        Ok(_) => miss.ask_origin(),
+        Err(err) => super::answer(Err(js::failed("cache match")(err))),
+    }))
 }
 
-/// An edge miss: the origin's answer, stored when the policy allows.
-async fn from_origin(
-    incoming: &Incoming,
-    isolate: &Isolate,
-    ctx: &JsContext,
+/// An edge miss, and what answering it from the origin needs.
+struct Miss {
+    incoming: Incoming,
+    isolate: Rc<Isolate>,
+    ctx: JsContext,
     cache: Cache,
     cache_key: String,
-) -> Result<Response, EdgeError> {
-    let config = &isolate.config;
-    let key = incoming
-        .route
-        .object_key()
-        .ok_or_else(|| EdgeError::Internal("object route without a key".into()))?;
-    // A HEAD is answered from a GET whose body is dropped: S3 explains a refusal only in a body.
-    let range = if incoming.head {
-        None
-    } else {
-        incoming.range.as_deref()
-    };
-    let kind = incoming.route.kind();
-    match origin::get(isolate, &key, range).await? {
-        OriginAnswer::Missing => {
-            if policy::storable(kind, 404, Some(0), config.max_object_bytes) {
-                store(ctx, &cache, cache_key, &isolate.missing(false)?);
-            }
-            isolate.missing(incoming.head)
+}
+
+impl Miss {
+    /// The Range sent to the origin. A HEAD is answered from a GET whose body is dropped (S3
+    /// explains a refusal only in a body), so it asks for the whole object.
+    fn range(&self) -> Option<&str> {
+        if self.incoming.head {
+            None
+        } else {
+            self.incoming.range.as_deref()
         }
-        OriginAnswer::Pass(found) => {
-            let status = found.status();
-            let ours = matches!(status, 200 | 206);
-            let from = found.headers();
-            let headers = Headers::new().map_err(js::failed("new Headers"))?;
-            for name in policy::PASSED_RESPONSE_HEADERS {
-                if ours && name == "content-type" {
-                    continue;
+    }
+
+    /// The signed fetch, and the answer made from what the origin says: a response, or the
+    /// promise of one.
+    fn ask_origin(self) -> JsValue {
+        let Some(key) = self.incoming.route.object_key() else {
+            return super::answer(Err(EdgeError::Internal(
+                "object route without a key".into(),
+            )));
+        };
+        let asked = match origin::request(&self.isolate, &key, self.range()) {
+            Ok(asked) => asked,
+            Err(err) => return super::answer(Err(err)),
+        };
+        js::settled(&asked, move |found| match found {
+            Ok(found) => origin::judge(found.unchecked_into(), move |verdict| {
+                super::answer(verdict.and_then(|verdict| self.respond(verdict)))
+            }),
+            Err(_) => super::answer(Err(EdgeError::Origin(FailReason::Unreachable))),
+        })
+        .into()
+    }
+
+    /// The client's answer to the origin's, stored when the policy allows.
+    fn respond(self, verdict: OriginAnswer) -> Result<Response, EdgeError> {
+        let Miss {
+            incoming,
+            isolate,
+            ctx,
+            cache,
+            cache_key,
+        } = &self;
+        let config = &isolate.config;
+        let kind = incoming.route.kind();
+        let found = match verdict {
+            OriginAnswer::Missing => {
+                if policy::storable(kind, 404, Some(0), config.max_object_bytes) {
+                    store(ctx, cache, cache_key.clone(), &isolate.missing(false)?);
                 }
-                if let Some(value) = from.get(name).map_err(js::failed("Headers.get"))? {
-                    js::set(&headers, name, &value)?;
-                }
+                return isolate.missing(incoming.head);
             }
-            if ours {
-                js::set(&headers, "content-type", incoming.route.content_type())?;
+            OriginAnswer::Pass(found) => found,
+        };
+        let status = found.status();
+        let ours = matches!(status, 200 | 206);
+        let from = found.headers();
+        let headers = Headers::new().map_err(js::failed("new Headers"))?;
+        for name in policy::PASSED_RESPONSE_HEADERS {
+            if ours && name == "content-type" {
+                continue;
             }
-            let cache_control = policy::cache_control(kind, status, &config.ttls);
-            js::set(&headers, "cache-control", &cache_control)?;
-            js::set(&headers, "x-cache", "MISS")?;
-            let init = ResponseInit::new();
-            init.set_status(status);
-            init.set_headers(&headers);
-            if incoming.head {
-                cancel(found.body());
-                return js::response(None, &init);
+            if let Some(value) = from.get(name).map_err(js::failed("Headers.get"))? {
+                js::set(&headers, name, &value)?;
             }
-            let response = js::response(found.body().as_ref(), &init)?;
-            let length = headers
-                .get("content-length")
-                .map_err(js::failed("Headers.get"))?
-                .and_then(|v| v.parse::<u64>().ok());
-            if range.is_none() && policy::storable(kind, status, length, config.max_object_bytes) {
-                let entry = response.clone().map_err(js::failed("Response.clone"))?;
-                store(ctx, &cache, cache_key, &entry);
-            }
-            Ok(response)
         }
+        if ours {
+            js::set(&headers, "content-type", incoming.route.content_type())?;
+        }
+        let cache_control = policy::cache_control(kind, status, &config.ttls);
+        js::set(&headers, "cache-control", &cache_control)?;
+        js::set(&headers, "x-cache", "MISS")?;
+        let init = ResponseInit::new();
+        init.set_status(status);
+        init.set_headers(&headers);
+        if incoming.head {
+            cancel(found.body());
+            return js::response(None, &init);
+        }
+        let response = js::response(found.body().as_ref(), &init)?;
+        let length = headers
+            .get("content-length")
+            .map_err(js::failed("Headers.get"))?
+            .and_then(|v| v.parse::<u64>().ok());
+        if self.range().is_none() && policy::storable(kind, status, length, config.max_object_bytes)
+        {
+            let entry = response.clone().map_err(js::failed("Response.clone"))?;
+            store(ctx, cache, cache_key.clone(), &entry);
+        }
+        Ok(response)
     }
 }
 
@@ -130,13 +164,14 @@ fn edge_cache() -> Result<Cache, EdgeError> {
 /// the client.
 fn store(ctx: &JsContext, cache: &Cache, cache_key: String, entry: &Response) {
     let put = cache.put_with_str(&cache_key, entry);
-    let stored = |_| JsValue::UNDEFINED;
-    let failed = move |err: JsValue| {
-        let err = worker::Error::from(err);
-        console_warn!("edge cache: storing {cache_key} failed: {err}");
+    let stored = js::settled(&put, move |stored| {
+        if let Err(err) = stored {
+            let err = worker::Error::from(err);
+            console_warn!("edge cache: storing {cache_key} failed: {err}");
+        }
         JsValue::UNDEFINED
-    };
-    if let Err(err) = ctx.wait_until(&js::then(&put, stored, failed)) {
+    });
+    if let Err(err) = ctx.wait_until(&stored) {
         console_warn!("edge cache: waitUntil failed: {}", worker::Error::from(err));
     }
 }

@@ -1,5 +1,8 @@
 //! The few runtime calls the glue makes through `web_sys`, each failure named for the log.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Headers, ReadableStream, Response, ResponseInit};
@@ -111,17 +114,27 @@ extern "C" {
     fn then(this: &Thenable, on_fulfilled: &JsValue, on_rejected: &JsValue) -> js_sys::Promise;
 }
 
-/// `promise.then(fulfilled, rejected)`, each callback a one-shot Rust closure. Whichever is
-/// not called is freed when the runtime collects it. Cheaper than awaiting the promise in a
-/// future: no executor, one callback made per outcome.
-pub(crate) fn then(
+/// `promise.then(…)` with one Rust callback for either outcome: `Ok` with the value, `Err` with
+/// the reason. What it returns settles the promise this gives back (a promise is followed).
+///
+/// Cheaper than awaiting in a future: no executor, no task queued, one call back into Wasm.
+/// The two JS functions share the callback; the one not called is freed when the runtime
+/// collects it.
+pub(crate) fn settled(
     promise: &js_sys::Promise,
-    fulfilled: impl FnOnce(JsValue) -> JsValue + 'static,
-    rejected: impl FnOnce(JsValue) -> JsValue + 'static,
+    callback: impl FnOnce(Result<JsValue, JsValue>) -> JsValue + 'static,
 ) -> js_sys::Promise {
-    let fulfilled = Closure::once(fulfilled).into_js_value();
-    let rejected = Closure::once(rejected).into_js_value();
+    let on_fulfilled = Rc::new(Cell::new(Some(callback)));
+    let on_rejected = on_fulfilled.clone();
+    let fulfilled = Closure::once(move |value: JsValue| match on_fulfilled.take() {
+        Some(callback) => callback(Ok(value)),
+        None => JsValue::UNDEFINED,
+    });
+    let rejected = Closure::once(move |reason: JsValue| match on_rejected.take() {
+        Some(callback) => callback(Err(reason)),
+        None => JsValue::UNDEFINED,
+    });
     promise
         .unchecked_ref::<Thenable>()
-        .then(&fulfilled, &rejected)
+        .then(&fulfilled.into_js_value(), &rejected.into_js_value())
 }

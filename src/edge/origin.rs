@@ -4,11 +4,14 @@
 //! Only `Range` travels from the client to the origin; the client's own headers (its
 //! `Authorization` above all) never do.
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{Headers, ReadableStreamDefaultReader, RequestInit, RequestRedirect, Response};
+use js_sys::Promise;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use web_sys::{
+    Headers, ReadableStream, ReadableStreamDefaultReader, RequestInit, RequestRedirect, Response,
+};
 
-use crate::policy::{self, FailReason, OriginVerdict};
+use crate::policy::{self, OriginVerdict};
 use crate::sigv4::{self, S3Request, SigningTime, EMPTY_SHA256};
 
 use super::isolate::Isolate;
@@ -25,12 +28,13 @@ pub(crate) enum OriginAnswer {
     Missing,
 }
 
-/// GET `key` from the bucket, signed; `range` is the client's Range header, if any.
-pub(crate) async fn get(
+/// The signed GET of `key` from the bucket: the promise of the origin's `Response`, which
+/// rejects only when the origin cannot be reached. `range` is the client's Range header, if any.
+pub(crate) fn request(
     isolate: &Isolate,
     key: &str,
     range: Option<&str>,
-) -> Result<OriginAnswer, EdgeError> {
+) -> Result<Promise, EdgeError> {
     let config = &isolate.config;
     let path = sigv4::s3_object_path(&config.bucket, key);
     let extra: Vec<(String, String)> = range
@@ -61,41 +65,64 @@ pub(crate) async fn get(
     init.set_headers(&headers);
     init.set_redirect(RequestRedirect::Manual);
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response: Response =
-        JsFuture::from(global.fetch_with_str_and_init(&config.endpoint.url(&path), &init))
-            .await
-            .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?
-            .unchecked_into();
+    Ok(global.fetch_with_str_and_init(&config.endpoint.url(&path), &init))
+}
 
-    let status = response.status();
-    let body = if policy::needs_error_code(status) {
-        read_error_body(&response).await
-    } else {
-        None
+/// Judges the origin's answer and hands the verdict to `then`. Returns what `then` returns,
+/// or, when the verdict needs S3's error code, the promise of it.
+///
+/// The error body is read only for the statuses whose verdict depends on the code in it
+/// ([`policy::needs_error_code`]); any other answer keeps its body for the client.
+pub(crate) fn judge(
+    found: Response,
+    then: impl FnOnce(Result<OriginAnswer, EdgeError>) -> JsValue + 'static,
+) -> JsValue {
+    let status = found.status();
+    if !policy::needs_error_code(status) {
+        return then(verdict(status, None, found));
+    }
+    let Some(text) = error_body(&found) else {
+        return then(verdict(status, None, found));
     };
-    match policy::classify_origin(status, body.as_deref().and_then(policy::s3_error_code)) {
-        OriginVerdict::Pass => Ok(OriginAnswer::Pass(response)),
+    js::settled(&text, move |text| {
+        let text = text.ok().and_then(|t| t.as_string());
+        then(verdict(status, text.as_deref(), found))
+    })
+    .into()
+}
+
+fn verdict(status: u16, body: Option<&str>, found: Response) -> Result<OriginAnswer, EdgeError> {
+    match policy::classify_origin(status, body.and_then(policy::s3_error_code)) {
+        OriginVerdict::Pass => Ok(OriginAnswer::Pass(found)),
         OriginVerdict::Missing => Ok(OriginAnswer::Missing),
         OriginVerdict::Fail(reason) => Err(EdgeError::Origin(reason)),
     }
 }
 
-/// The first [`ERROR_BODY_LIMIT`] bytes of an error body, as text; the rest is dropped.
+/// The promise of the first [`ERROR_BODY_LIMIT`] bytes of an error body as text (null when it
+/// cannot be read); `None` when there is no body.
 ///
 /// A body that says it is small (S3's XML errors are) is read in one call; one of unknown or
 /// larger size is read chunk by chunk and cut at the limit, so garbage cannot fill memory.
-async fn read_error_body(response: &Response) -> Option<String> {
-    let stream = response.body()?;
-    let declared = response
+fn error_body(found: &Response) -> Option<Promise> {
+    let stream = found.body()?;
+    let declared = found
         .headers()
         .get("content-length")
         .ok()
         .flatten()
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len <= ERROR_BODY_LIMIT) {
-        let text = JsFuture::from(response.text().ok()?).await.ok()?;
-        return text.as_string();
+        return found.text().ok();
     }
+    Some(future_to_promise(async move {
+        Ok(read_capped(stream)
+            .await
+            .map_or(JsValue::NULL, JsValue::from))
+    }))
+}
+
+async fn read_capped(stream: ReadableStream) -> Option<String> {
     let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut body = Vec::new();
     while body.len() < ERROR_BODY_LIMIT {
