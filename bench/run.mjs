@@ -17,7 +17,8 @@
 //
 // Settings (environment): BENCH_DURATION (s, 10), BENCH_WARMUP (s, 2; BENCH_FIRST_WARMUP, 10 s,
 // before the first round of each path), BENCH_THREADS (2),
-// BENCH_CONNECTIONS (32), BENCH_ROUNDS (1; the median of the rounds is reported),
+// BENCH_CONNECTIONS (32), BENCH_ROUNDS (1; the median of the rounds is reported, and the median
+// and range of the rust / js ratio within each round),
 // BENCH_NAR_MIB ("64,256"), BENCH_WORKERS ("rust,js"), BENCH_PATHS (the req/s paths by id;
 // all when unset), BENCH_JSON (write results there),
 // BENCH_NODE_MODULES (where miniflare, esbuild and aws4fetch are; default ./node_modules),
@@ -536,6 +537,14 @@ async function requestsPerSecond(workers, floors, origin) {
         runs,
       };
     }
+    // Each round runs the two Workers back to back, so the ratio within a round is less
+    // sensitive to drift over the run than the ratio of the medians.
+    const rust = row.workers.rust?.runs;
+    const js = row.workers.js?.runs;
+    if (rust && js) {
+      const ratios = rust.map((r, i) => r.rps / js[i].rps);
+      row.paired = { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), ratios };
+    }
     results.push(row);
   }
   return results;
@@ -629,11 +638,12 @@ function printReport(results) {
   out(`## Requests per second (wrk -t${settings.threads} -c${settings.connections} -d${settings.duration}s, warm-up ${settings.warmup}s, median of ${settings.rounds} round(s))`);
   out();
   const both = names.includes("rust") && names.includes("js");
-  out(`| path | ${names.map((n) => `${n} req/s`).join(" | ")} |${both ? " rust / js |" : ""} ${names.map((n) => `${n} p50 / p99 ms | ${n} workerd CPU µs/req`).join(" | ")} |`);
-  out(`|---|${names.map(() => "---:").join("|")}|${both ? "---:|" : ""}${names.map(() => "---:|---:").join("|")}|`);
+  out(`| path | ${names.map((n) => `${n} req/s`).join(" | ")} |${both ? " rust / js | rust / js by round: median (range) |" : ""} ${names.map((n) => `${n} p50 / p99 ms | ${n} workerd CPU µs/req`).join(" | ")} |`);
+  out(`|---|${names.map(() => "---:").join("|")}|${both ? "---:|---:|" : ""}${names.map(() => "---:|---:").join("|")}|`);
   for (const row of results.rps ?? []) {
     const rps = names.map((n) => fmt(row.workers[n]?.rps));
-    const ratio = both ? ` ${fmt(row.workers.rust.rps / row.workers.js.rps, 2)} |` : "";
+    const paired = row.paired ? `${fmt(row.paired.median, 2)} (${fmt(row.paired.min, 2)}–${fmt(row.paired.max, 2)})` : "-";
+    const ratio = both ? ` ${fmt(row.workers.rust.rps / row.workers.js.rps, 2)} | ${paired} |` : "";
     const detail = names.map((n) => {
       const w = row.workers[n];
       return `${fmt(w?.p50_ms, 1)} / ${fmt(w?.p99_ms, 1)} | ${fmt(w?.workerd_cpu_us)}`;
