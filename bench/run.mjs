@@ -2,7 +2,8 @@
 // with wrk and curl on 127.0.0.1, and prints every figure. scripts/bench.sh is the way in: it
 // builds the Rust Worker's bundle with `wrangler deploy --dry-run` and passes it here.
 //
-// Workers, each in its own Miniflare (so its own workerd process), driven one at a time:
+// Workers, each in its own Miniflare (so its own workerd process), driven one at a time (and
+// rust and js also both at once, "head to head"):
 //   rust        the deployable bundle of the Rust Worker (BENCH_RUST_DIR: index.js + *.wasm)
 //   js          bench/js-worker/index.mjs bundled with aws4fetch by esbuild
 //   rust-floor  the smallest workers-rs Worker (BENCH_FLOOR_DIR: bench/floor built), and
@@ -11,6 +12,8 @@
 // Figures:
 //   rps   wrk on /nix-cache-info, a cached narinfo, and a fresh random narinfo per request
 //         (edge miss, SigV4-signed GET to s3s-fs, 404, negative entry stored)
+//   h2h   the same paths with rust and js driven at the same time on the same CPU, each by its
+//         own wrk: their CPU per request and req/s within each round
 //   nar   MB/s for NARs of each size in BENCH_NAR_MIB, straight from s3s-fs (curl
 //         --aws-sigv4), through each Worker cold (edge miss) and cached (edge hit), and the
 //         peak resident memory (VmHWM) of the workerd process(es) serving that Worker
@@ -19,6 +22,7 @@
 // before the first round of each path), BENCH_THREADS (2),
 // BENCH_CONNECTIONS (32), BENCH_ROUNDS (1; the median of the rounds is reported, and the median
 // and range of the rust / js ratio within each round),
+// BENCH_H2H_ROUNDS (5; rounds of the head-to-head run, 0 to leave it out),
 // BENCH_NAR_MIB ("64,256"), BENCH_WORKERS ("rust,js"), BENCH_PATHS (the req/s paths by id;
 // all when unset), BENCH_JSON (write results there),
 // BENCH_NODE_MODULES (where miniflare, esbuild and aws4fetch are; default ./node_modules),
@@ -48,6 +52,8 @@ const settings = {
   threads: intEnv("BENCH_THREADS", 2),
   connections: intEnv("BENCH_CONNECTIONS", 32),
   rounds: intEnv("BENCH_ROUNDS", 1),
+  // Rounds of the head-to-head run (both Workers at once); 0 leaves it out.
+  h2hRounds: intEnv("BENCH_H2H_ROUNDS", 5, 0),
   narMiB: (process.env.BENCH_NAR_MIB ?? "64,256").split(",").filter(Boolean).map(Number),
   workers: (process.env.BENCH_WORKERS ?? "rust,js").split(",").filter(Boolean),
   // Which request-per-second paths to run, by id (nix-cache-info, narinfo-cached,
@@ -455,10 +461,10 @@ async function checkWorker(worker, origin) {
 // ---------------------------------------------------------------------------------------------
 // Requests per second.
 
-async function wrk(url, script, seconds) {
+async function wrk(url, script, seconds, { threads = settings.threads, connections = settings.connections } = {}) {
   const args = [
-    `-t${settings.threads}`,
-    `-c${settings.connections}`,
+    `-t${threads}`,
+    `-c${connections}`,
     `-d${seconds}s`,
     "--latency",
     "-s",
@@ -548,6 +554,54 @@ async function requestsPerSecond(workers, floors, origin) {
     results.push(row);
   }
   return results;
+}
+
+/**
+ * Head to head: the rust and js Workers driven at the same time, each by its own wrk with half
+ * the threads and connections, both workerd processes on the same CPU (with BENCH_PIN). What
+ * the machine does during a round (other load, a noisy neighbour, the clock) falls on both
+ * alike, and the kernel shares the CPU between them evenly, so a Worker that needs less CPU
+ * per request serves more of them. The ratios within a round are steadier than those of
+ * runs taken one after the other.
+ */
+async function headToHead(workers, origin) {
+  const pair = ["rust", "js"].map((name) => workers.find((w) => w.name === name));
+  if (settings.h2hRounds === 0 || pair.some((w) => !w)) return [];
+  const half = {
+    threads: Math.max(1, Math.floor(settings.threads / 2)),
+    connections: Math.max(1, Math.floor(settings.connections / 2)),
+  };
+  const rows = [];
+  const targets = rpsTargets(origin).filter((t) => settings.paths.length === 0 || settings.paths.includes(t.id));
+  for (const target of targets) {
+    const rounds = [];
+    for (let round = 0; round < settings.h2hRounds; round++) {
+      const urls = pair.map((w) => `${w.url}${target.path}`);
+      if (settings.warmup > 0) await Promise.all(urls.map((url) => wrk(url, target.script, settings.warmup, half)));
+      const before = pair.map((w) => w.cpuTicks());
+      const runs = await Promise.all(urls.map((url) => wrk(url, target.script, settings.duration, half)));
+      runs.forEach((r, i) => {
+        r.workerd_cpu_us = ((pair[i].cpuTicks() - before[i]) * 1e4) / r.requests;
+        const bad = r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout;
+        const statusOk = target.expectStatusErrors ? r.errors.status === r.requests : r.errors.status === 0;
+        if (bad > 0 || !statusOk) log(`head to head, ${pair[i].name} ${target.id}: socket errors ${bad}, non-2xx/3xx ${r.errors.status} of ${r.requests}`);
+      });
+      const [rust, js] = runs;
+      rounds.push({ rust, js, rps_ratio: rust.rps / js.rps, cpu_ratio: js.workerd_cpu_us / rust.workerd_cpu_us });
+      log(`head to head, ${target.id} round ${round + 1}: rust ${rust.rps.toFixed(0)} req/s ${rust.workerd_cpu_us.toFixed(0)} µs/req, js ${js.rps.toFixed(0)} req/s ${js.workerd_cpu_us.toFixed(0)} µs/req`);
+    }
+    const stat = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+    rows.push({
+      id: target.id,
+      label: target.label,
+      rust: { rps: median(rounds.map((r) => r.rust.rps)), workerd_cpu_us: median(rounds.map((r) => r.rust.workerd_cpu_us)) },
+      js: { rps: median(rounds.map((r) => r.js.rps)), workerd_cpu_us: median(rounds.map((r) => r.js.workerd_cpu_us)) },
+      rps_ratio: stat(rounds.map((r) => r.rps_ratio)),
+      cpu_ratio: stat(rounds.map((r) => r.cpu_ratio)),
+      rounds,
+    });
+  }
+  return rows;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -669,6 +723,18 @@ function printReport(results) {
       out(`| ${n} | ${fmt(w?.rps)} | ${fmt(w?.p50_ms, 1)} / ${fmt(w?.p99_ms, 1)} | ${fmt(w?.workerd_cpu_us)} | ${full && w ? fmt(full.workerd_cpu_us - w.workerd_cpu_us) : "-"} |`);
     }
   }
+  if (results.headToHead?.length) {
+    const h = results.headToHead;
+    out();
+    out(`## Head to head: both Workers at once, on the same CPU (wrk -t${Math.max(1, Math.floor(settings.threads / 2))} -c${Math.max(1, Math.floor(settings.connections / 2))} -d${settings.duration}s each, median of ${settings.h2hRounds} round(s))`);
+    out();
+    out("| path | rust req/s | js req/s | rust / js req/s: median (range) | rust workerd CPU µs/req | js workerd CPU µs/req | js / rust CPU per request: median (range) |");
+    out("|---|---:|---:|---:|---:|---:|---:|");
+    const range = (r) => `${fmt(r.median, 2)} (${fmt(r.min, 2)}–${fmt(r.max, 2)})`;
+    for (const row of h) {
+      out(`| ${row.label} | ${fmt(row.rust.rps)} | ${fmt(row.js.rps)} | ${range(row.rps_ratio)} | ${fmt(row.rust.workerd_cpu_us)} | ${fmt(row.js.workerd_cpu_us)} | ${range(row.cpu_ratio)} |`);
+    }
+  }
   if (results.nar?.length) {
   out();
   out("## NAR streaming (curl to /dev/null; MB = 10^6 bytes; peak = workerd VmHWM)");
@@ -734,6 +800,7 @@ async function main() {
       expect(info.status === 200 && info.body.includes("StoreDir: /nix/store"), `${name}: /nix-cache-info is 200 (${info.status})`);
     }
     results.rps = await requestsPerSecond(workers, floors, origin);
+    results.headToHead = await headToHead(workers, origin);
   } finally {
     for (const worker of [...workers, ...floors]) await worker.stop();
   }
