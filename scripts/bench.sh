@@ -5,15 +5,16 @@
 #      the .wasm and the .js, each and in total (target: at most 200 KiB gzipped);
 #   2. requests per second on 127.0.0.1 under workerd (Miniflare), the Rust Worker side by side
 #      with its JavaScript twin (bench/js-worker, signing with aws4fetch): /nix-cache-info, a
-#      cached narinfo, and a fresh random narinfo per request (the signing path);
+#      cached narinfo, and a fresh random narinfo per request (the signing path); one Worker
+#      at a time, then the two at once on the same CPU ("head to head");
 #   3. NAR streaming in MB/s, straight from s3s-fs and through each Worker (cold and cached),
 #      with the peak memory of the workerd process, for each NAR size.
 #
 # Everything listens on 127.0.0.1 on free ports, and every process started is stopped by pid.
 # Settings are environment variables, read by bench/run.mjs (BENCH_DURATION, BENCH_WARMUP,
-# BENCH_FIRST_WARMUP, BENCH_THREADS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_PATHS, BENCH_PIN,
-# BENCH_NAR_MIB, BENCH_WORKERS, BENCH_FLOOR); BENCH_JSON names a file to keep the raw results
-# in. BENCHMARKS.md has the figures and the command.
+# BENCH_FIRST_WARMUP, BENCH_THREADS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_H2H_ROUNDS,
+# BENCH_PATHS, BENCH_PIN, BENCH_NAR_MIB, BENCH_WORKERS, BENCH_FLOOR); BENCH_JSON names a file to
+# keep the raw results in. BENCHMARKS.md has the figures and the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
