@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix_spaces_cache::sigv4::{uri_encode, Credentials};
+mod moto;
+
+use moto::{free_port, start_moto};
+use nix_spaces_cache::sigv4::Credentials;
 use provision::api::spaces::{
     anonymous_read_policy, policy_equivalent, BucketStatus, Lifecycle, SpacesClient, SpacesError,
     Versioning,
@@ -71,14 +74,6 @@ impl Drop for ServerGuard {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The binary's path on PATH, in `~/.cargo/bin` or in Python's scripts directory, or a
 /// failing test naming the install step.
 fn require_binary(name: &str, install: &str) -> PathBuf {
@@ -130,78 +125,8 @@ fn spawn(mut command: Command, name: &str, port: u16, dir: tempfile::TempDir) ->
 // moto: bucket settings, in auth mode
 // ---------------------------------------------------------------------------------------------
 
-/// IAM actions moto lets through unauthenticated: CreateUser, PutUserPolicy, CreateAccessKey.
-const MOTO_NO_AUTH_ACTIONS: u32 = 3;
-
-fn start_moto() -> ServerGuard {
-    let bin = require_binary(
-        "moto_server",
-        "run `pip install 'moto[server]'` (scripts/install.sh does)",
-    );
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(bin);
-    command
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env(
-            "INITIAL_NO_AUTH_ACTION_COUNT",
-            MOTO_NO_AUTH_ACTIONS.to_string(),
-        )
-        .env("AWS_DEFAULT_REGION", "us-east-1");
-    spawn(command, "moto_server", port, dir)
-}
-
-/// One IAM query action, spent from moto's unauthenticated budget: moto routes it to IAM by
-/// the credential scope in the `Authorization` header and does not check the signature yet.
-fn moto_iam(url: &str, params: &[(&str, &str)]) -> String {
-    let mut body = String::from("Version=2010-05-08");
-    for (k, v) in params {
-        body.push('&');
-        body.push_str(k);
-        body.push('=');
-        body.push_str(&uri_encode(v, false));
-    }
-    let response = ureq::post(&format!("{url}/"))
-        .set(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .set("Content-Type", "application/x-www-form-urlencoded")
-        .send_string(&body)
-        .unwrap_or_else(|e| panic!("IAM call {:?} to moto failed: {e}", params.first()));
-    response.into_string().unwrap()
-}
-
-fn xml_value(xml: &str, name: &str) -> String {
-    let open = format!("<{name}>");
-    let start = xml
-        .find(&open)
-        .unwrap_or_else(|| panic!("no <{name}> in moto's answer"))
-        + open.len();
-    let end = start + xml[start..].find(&format!("</{name}>")).unwrap();
-    xml[start..end].to_owned()
-}
-
-/// An IAM user allowed `s3:*`, and its access key: the only credentials moto accepts.
-fn moto_credentials(url: &str) -> (String, String) {
-    let user = "provision-test";
-    moto_iam(url, &[("Action", "CreateUser"), ("UserName", user)]);
-    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
-    moto_iam(
-        url,
-        &[
-            ("Action", "PutUserPolicy"),
-            ("UserName", user),
-            ("PolicyName", "s3-all"),
-            ("PolicyDocument", policy),
-        ],
-    );
-    let key = moto_iam(url, &[("Action", "CreateAccessKey"), ("UserName", user)]);
-    (
-        xml_value(&key, "AccessKeyId"),
-        xml_value(&key, "SecretAccessKey"),
-    )
-}
+// moto in auth mode, with an IAM user allowed `s3:*` and its key: `moto::start_moto`, shared
+// with the CLI and S3 fault tests.
 
 fn client(url: &str, key_id: &str, secret: &str) -> SpacesClient {
     SpacesClient::new(url, REGION, Credentials::new(key_id, secret))
@@ -223,7 +148,7 @@ const CACHE_INFO: &[u8] = b"StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40
 #[test]
 fn moto_bucket_settings_round_trip() {
     let moto = start_moto();
-    let (key_id, secret) = moto_credentials(&moto.url());
+    let (key_id, secret) = (moto.key_id.clone(), moto.secret.clone());
     let s3 = client(&moto.url(), &key_id, &secret).with_page_size(2);
     let bucket = "nix-store";
 
