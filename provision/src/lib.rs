@@ -8,6 +8,7 @@
 //! - [`observe`]: asks the providers what exists; [`execute`]: performs a plan's changes.
 //! - [`api`]: one module per provider, each call a value, one `send` per provider.
 //! - [`certs`]: origin key, CSR, certificate expiry; keys live in memory only.
+//! - [`gc`]: closure-aware garbage collection of the bucket (pure decisions).
 //! - [`cli`] and [`command`]: one file per subcommand.
 
 pub mod api;
@@ -17,5 +18,6 @@ pub mod command;
 pub mod config;
 pub mod env;
 pub mod execute;
+pub mod gc;
 pub mod observe;
 pub mod plan;
