@@ -19,3 +19,4 @@
 
 pub mod facts;
 pub mod plan;
+pub mod run;
