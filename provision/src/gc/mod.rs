@@ -17,6 +17,7 @@
 //!   [`plan::Decider::judge`] for each listed object, and [`plan::plan_gc`] that composes both
 //!   for a whole listing. No clock, no network: time and contents are arguments.
 
+pub mod bucket;
 pub mod facts;
 pub mod plan;
 pub mod run;
