@@ -39,6 +39,8 @@ pub enum Command {
     Destroy(crate::command::destroy::DestroyArgs),
     /// Print what to do next: nix.conf lines, wrangler.toml route, push command.
     Output(crate::command::output::OutputArgs),
+    /// Delete what no recent path needs: closure-aware garbage collection of the bucket.
+    Gc(crate::command::gc::GcArgs),
 }
 
 /// Flags that override the config file, one per field.
@@ -62,6 +64,12 @@ pub struct ConfigFlags {
     /// Grant anonymous reads (default true).
     #[arg(long, global = true)]
     pub public_reads: Option<bool>,
+    /// gc keeps narinfos written within this many days, with their closures (default 30).
+    #[arg(long, global = true)]
+    pub retention_days: Option<u32>,
+    /// gc deletes unreferenced objects only once this many hours old (default 24).
+    #[arg(long, global = true)]
+    pub gc_grace_hours: Option<u32>,
     /// Days until objects expire (default 30).
     #[arg(long, global = true)]
     pub expiration_days: Option<u32>,
@@ -109,6 +117,8 @@ impl From<&ConfigFlags> for Overrides {
             bucket: f.bucket.clone(),
             versioning: f.versioning,
             public_reads: f.public_reads,
+            retention_days: f.retention_days,
+            gc_grace_hours: f.gc_grace_hours,
             expiration_days: f.expiration_days,
             abort_multipart_days: f.abort_multipart_days,
             cdn_ttl: f.cdn_ttl,
@@ -157,6 +167,11 @@ mod tests {
         assert!(!cli.config_given());
         assert!(matches!(cli.command, Command::Apply(ref a) if a.key_out.is_some()));
         assert!(Cli::try_parse_from(["provision", "destroy", "--yes"]).is_ok());
+        let cli =
+            Cli::try_parse_from(["provision", "gc", "--dry-run", "--retention-days", "7"]).unwrap();
+        assert!(matches!(cli.command, Command::Gc(ref a) if a.dry_run && a.concurrency == 16));
+        assert_eq!(cli.flags.retention_days, Some(7));
+        assert!(Cli::try_parse_from(["provision", "gc", "--concurrency", "0"]).is_err());
         assert!(Cli::try_parse_from(["provision", "frobnicate"]).is_err());
     }
 

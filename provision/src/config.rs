@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub bucket: Option<String>,
     pub versioning: Option<bool>,
     pub public_reads: Option<bool>,
+    pub retention_days: Option<u32>,
+    pub gc_grace_hours: Option<u32>,
     #[serde(default)]
     pub lifecycle: FileLifecycle,
     #[serde(default)]
@@ -105,6 +107,8 @@ pub struct Overrides {
     pub bucket: Option<String>,
     pub versioning: Option<bool>,
     pub public_reads: Option<bool>,
+    pub retention_days: Option<u32>,
+    pub gc_grace_hours: Option<u32>,
     pub expiration_days: Option<u32>,
     pub abort_multipart_days: Option<u32>,
     pub cdn_ttl: Option<u32>,
@@ -131,6 +135,10 @@ pub struct Config {
     pub versioning: bool,
     /// Grant anonymous `s3:GetObject` (as the seed); off for a Worker-only cache.
     pub public_reads: bool,
+    /// `provision gc` keeps the narinfos written within this many days, with their closures.
+    pub retention_days: u32,
+    /// `provision gc` deletes what nothing kept refers to only once it is this many hours old.
+    pub gc_grace_hours: u32,
     pub expiration_days: u32,
     pub abort_multipart_days: u32,
     pub cdn_ttl: u32,
@@ -191,6 +199,8 @@ impl Config {
                 .unwrap_or_else(|| "nix-store".into()),
             versioning: o.versioning.or(file.versioning).unwrap_or(true),
             public_reads: o.public_reads.or(file.public_reads).unwrap_or(true),
+            retention_days: o.retention_days.or(file.retention_days).unwrap_or(30),
+            gc_grace_hours: o.gc_grace_hours.or(file.gc_grace_hours).unwrap_or(24),
             expiration_days: o
                 .expiration_days
                 .or(file.lifecycle.expiration_days)
@@ -273,6 +283,14 @@ impl Config {
                 && !self.bucket.ends_with('-'),
             "config: bucket {:?} must be 3-63 lowercase letters, digits or dashes",
             self.bucket
+        );
+        ensure!(
+            self.retention_days >= 1,
+            "config: retention_days must be at least 1"
+        );
+        ensure!(
+            self.gc_grace_hours >= 1,
+            "config: gc_grace_hours must be at least 1 (a push in flight has its NAR before its narinfo)"
         );
         ensure!(
             self.expiration_days >= 1,

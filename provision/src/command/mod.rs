@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod destroy;
+pub mod gc;
 pub mod output;
 pub mod plan;
 
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply::run(&args, &config),
         Command::Destroy(args) => destroy::run(&args, &config),
         Command::Output(args) => output::run(&args, &config),
+        Command::Gc(args) => gc::run(&args, &config),
     }
 }
 

@@ -1,0 +1,178 @@
+//! `provision gc [--dry-run]`: closure-aware garbage collection of the cache's bucket (see
+//! [`crate::gc`]). Keeps every narinfo written within `retention_days` and everything in its
+//! closure; deletes the rest once past `gc_grace_hours`; never touches keys outside the cache's
+//! route table.
+//!
+//! It needs only a Spaces key that can list, read and delete in the bucket
+//! (`SPACES_ACCESS_KEY_ID`, `SPACES_SECRET_ACCESS_KEY`; `SPACES_ENDPOINT` to point elsewhere):
+//! no DigitalOcean or Cloudflare token, so a scheduled job holds nothing else.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use nix_spaces_cache::sigv4::Credentials;
+
+use crate::api::spaces::SpacesClient;
+use crate::api::HttpSettings;
+use crate::config::Config;
+use crate::env::{default_spaces_endpoint, SPACES_ACCESS_KEY_ID, SPACES_SECRET_ACCESS_KEY};
+use crate::gc::bucket::SpacesBucket;
+use crate::gc::plan::{Keep, Kind, Policy};
+use crate::gc::run::{run as collect, Options, Progress, Report};
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print what would go and what stays, with counts and bytes; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Requests in flight at once when reading narinfos and deleting.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+pub fn run(args: &GcArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let bucket = SpacesBucket {
+        client: spaces_client(config)?,
+        bucket: config.bucket.clone(),
+    };
+    let options = Options {
+        policy: Policy::from_days_and_hours(config.retention_days, config.gc_grace_hours),
+        now: super::now()?,
+        dry_run: args.dry_run,
+        concurrency: usize::from(args.concurrency),
+        cache_info: config.cache_info_text(),
+    };
+    eprintln!(
+        "gc of s3://{} ({}): keeping narinfos written in the last {} days and their closures; \
+         unreferenced files go after {} hours{}",
+        config.bucket,
+        bucket.client.endpoint(),
+        config.retention_days,
+        config.gc_grace_hours,
+        if args.dry_run {
+            " (dry run: nothing is changed)"
+        } else {
+            ""
+        }
+    );
+    let report = collect(&bucket, &options, &|p| match p {
+        Progress::Listed(n) => eprintln!("  listed {n} objects"),
+        Progress::Read { done, of } => eprintln!("  read {done} of {of} narinfos"),
+        Progress::Deleted { done, of } => eprintln!("  deleted {done} of {of}"),
+    })
+    .with_context(|| format!("gc of s3://{}", config.bucket))?;
+    print_report(&report, args.dry_run);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A client with only the Spaces key of the environment.
+fn spaces_client(config: &Config) -> anyhow::Result<SpacesClient> {
+    let var = |(name, needs): (&'static str, &'static str)| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .with_context(|| format!("{name} is not set: gc needs {needs}"))
+    };
+    let key_id = var(SPACES_ACCESS_KEY_ID)?;
+    let secret = var(SPACES_SECRET_ACCESS_KEY)?;
+    let endpoint = std::env::var("SPACES_ENDPOINT")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| default_spaces_endpoint(&config.region));
+    let settings = HttpSettings::from_env();
+    Ok(
+        SpacesClient::new(&endpoint, &config.region, Credentials::new(key_id, secret))
+            .context("SPACES_ENDPOINT")?
+            .with_retry(settings.base_delay, settings.attempts),
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn print_report(report: &Report, dry_run: bool) {
+    let plan = &report.plan;
+    let closure = &plan.closure;
+    println!(
+        "listed {} objects, read {} narinfos: {} written within the retention period, {} kept in all",
+        report.listed,
+        report.narinfos_read,
+        closure.roots,
+        closure.kept.len()
+    );
+    println!(
+        "dangling narinfos (their NAR is missing; they break clients): {} found",
+        closure.dangling.len()
+    );
+    if !closure.broken.is_empty() {
+        println!(
+            "kept paths that refer to a path the cache lacks: {} (push them again to mend: \
+             `nix copy --to …` uploads what is missing)",
+            closure.broken.len()
+        );
+        for (path, missing) in closure.broken.iter().take(10) {
+            println!("  {path} -> {missing}");
+        }
+    }
+    if !closure.unreadable.is_empty() {
+        println!(
+            "narinfos that could not be read (kept): {}",
+            closure.unreadable.len()
+        );
+        for (hash, why) in closure.unreadable.iter().take(10) {
+            println!("  {hash}.narinfo: {why}");
+        }
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let gone = if dry_run {
+        &plan.deleted
+    } else {
+        &report.deleted
+    };
+    for kind in Kind::ALL {
+        let stays = plan.kept.get(&kind).copied().unwrap_or_default();
+        let goes = gone.get(&kind).copied().unwrap_or_default();
+        if stays.count + goes.count == 0 {
+            continue;
+        }
+        println!(
+            "  {:<13} {verb} {:>8} ({:>12}), keep {:>8} ({:>12})",
+            kind.name(),
+            goes.count,
+            mib(goes.bytes),
+            stays.count,
+            mib(stays.bytes)
+        );
+    }
+    let why = |k: Keep| plan.kept_why.get(&k).copied().unwrap_or(0);
+    println!(
+        "kept: {} in the closure of recent paths, {} referenced by them, {} younger than the grace period, \
+         {} unreadable, {} outside the cache's paths",
+        why(Keep::Kept),
+        why(Keep::Referenced),
+        why(Keep::Young),
+        why(Keep::Unreadable),
+        why(Keep::Foreign)
+    );
+    if report.dangling_spared > 0 {
+        println!(
+            "spared {} narinfos whose NAR arrived during the run",
+            report.dangling_spared
+        );
+    }
+    if report.cache_info_written {
+        println!("nix-cache-info was missing: written again");
+    } else if plan.cache_info_missing {
+        println!("nix-cache-info is missing: a real run writes it again");
+    }
+    let bytes: u64 = gone.values().map(|t| t.bytes).sum();
+    let count: u64 = gone.values().map(|t| t.count).sum();
+    println!(
+        "summary: {verb} {count} objects, {} {}",
+        mib(bytes),
+        if dry_run { "would be freed" } else { "freed" }
+    );
+}
