@@ -96,10 +96,18 @@ fn mib(bytes: u64) -> String {
 fn print_report(report: &Report, dry_run: bool) {
     let plan = &report.plan;
     let closure = &plan.closure;
+    let rate = |n: u64, t: std::time::Duration| n as f64 / t.as_secs_f64().max(1e-6);
     println!(
-        "listed {} objects, read {} narinfos: {} written within the retention period, {} kept in all",
+        "listed {} objects in {:.1} s ({:.0}/s), read {} narinfos in {:.1} s ({:.0}/s)",
         report.listed,
+        report.listing_time.as_secs_f64(),
+        rate(report.listed, report.listing_time),
         report.narinfos_read,
+        report.reading_time.as_secs_f64(),
+        rate(report.narinfos_read, report.reading_time),
+    );
+    println!(
+        "narinfos: {} written within the retention period, {} kept in all",
         closure.roots,
         closure.kept.len()
     );
@@ -175,4 +183,7 @@ fn print_report(report: &Report, dry_run: bool) {
         mib(bytes),
         if dry_run { "would be freed" } else { "freed" }
     );
+    if !dry_run {
+        println!("deleting took {:.1} s", report.deleting_time.as_secs_f64());
+    }
 }

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -66,6 +67,10 @@ pub struct Report {
     pub dangling_spared: u64,
     /// `nix-cache-info` was missing and was written again.
     pub cache_info_written: bool,
+    /// How long listing, reading and deleting took.
+    pub listing_time: Duration,
+    pub reading_time: Duration,
+    pub deleting_time: Duration,
 }
 
 impl Report {
@@ -91,11 +96,14 @@ pub fn run(
     options: &Options,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> anyhow::Result<Report> {
+    let started = Instant::now();
     let listing = list_all(bucket, progress)?;
     let mut report = Report {
         listed: listing.len() as u64,
+        listing_time: started.elapsed(),
         ..Report::default()
     };
+    let started = Instant::now();
 
     let narinfo_keys: Vec<(&Listed, String)> = listing
         .iter()
@@ -157,10 +165,12 @@ pub fn run(
         .filter_map(|(key, read)| read.map(|r| (key, r)))
         .collect();
 
+    report.reading_time = started.elapsed();
     report.plan = plan_gc(&listing, &narinfos, &contents, options.policy, options.now);
     if options.dry_run {
         return Ok(report);
     }
+    let started = Instant::now();
 
     let total = report.plan.deletes.len() as u64;
     let deleted_so_far = AtomicUsize::new(0);
@@ -204,6 +214,7 @@ pub fn run(
         })?;
     }
     report.deleted = tally.into_inner().expect("tally");
+    report.deleting_time = started.elapsed();
     report.dangling_spared = spared.into_inner() as u64;
     if report.plan.cache_info_missing {
         bucket
