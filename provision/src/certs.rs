@@ -205,6 +205,53 @@ pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
     Ok(t.unix_timestamp())
 }
 
+/// Parses Cloudflare Origin CA's `expires_on`, to Unix seconds.
+///
+/// The live API writes Go's `time.Time.String()` layout,
+/// `2006-01-02 15:04:05.999999999 -0700 MST` (e.g. `2039-03-24 01:48:00 +0000 UTC`:
+/// fractional seconds only when not zero, then the numeric offset, then the zone's
+/// abbreviation, which Go prints as `+03` for a zone without one). cloudflare-go's
+/// `OriginCACertificate.UnmarshalJSON` reads that layout first and RFC 3339 as a fallback;
+/// so does this. The offset decides the instant; the abbreviation is only checked for shape.
+pub fn parse_origin_ca_time(text: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = parse_go_time(text) {
+        return Ok(t);
+    }
+    parse_rfc3339(text).map_err(|_| {
+        anyhow::anyhow!(
+            "{text:?} is neither Go's time layout (2006-01-02 15:04:05.999999999 -0700 MST) \
+             nor an RFC 3339 time"
+        )
+    })
+}
+
+fn parse_go_time(text: &str) -> Result<i64, ()> {
+    let tokens: Vec<&str> = text.split(' ').collect();
+    let (date, clock, offset) = match tokens.as_slice() {
+        [date, clock, offset] => (*date, *clock, *offset),
+        [date, clock, offset, zone] if is_zone_abbreviation(zone) => (*date, *clock, *offset),
+        _ => return Err(()),
+    };
+    let format = time::macros::format_description!(
+        version = 2,
+        "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]] [offset_hour sign:mandatory][offset_minute]"
+    );
+    let joined = format!("{date} {clock} {offset}");
+    time::OffsetDateTime::parse(&joined, format)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|_| ())
+}
+
+/// `UTC`, `CEST`, or Go's numeric stand-in for a zone without a name (`+03`, `-0930`).
+fn is_zone_abbreviation(zone: &str) -> bool {
+    let letters =
+        zone.len() >= 2 && zone.len() <= 6 && zone.bytes().all(|b| b.is_ascii_uppercase());
+    let numeric = matches!(zone.as_bytes().first(), Some(b'+' | b'-'))
+        && matches!(zone.len(), 3 | 5)
+        && zone[1..].bytes().all(|b| b.is_ascii_digit());
+    letters || numeric
+}
+
 /// Formats Unix seconds as a date for people, e.g. `2026-03-01`.
 pub fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -304,5 +351,72 @@ mod tests {
         );
         assert!(parse_rfc3339("yesterday").is_err());
         assert_eq!(date(1_487_722_980), "2017-02-22");
+    }
+
+    #[test]
+    fn origin_ca_expiry_in_gos_layout_as_the_live_api_writes_it() {
+        // 2039-03-24T01:48:00Z
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24 01:48:00 +0000 UTC").unwrap(),
+            2_184_544_080
+        );
+        // The text from the live API that stopped every run after the first.
+        assert_eq!(
+            parse_origin_ca_time("2027-12-02 05:48:22 +0000 UTC").unwrap(),
+            parse_rfc3339("2027-12-02T05:48:22Z").unwrap()
+        );
+        // Fractional seconds (Go prints up to nine digits, none when zero).
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24 01:48:00.123456789 +0000 UTC").unwrap(),
+            2_184_544_080
+        );
+        // Another offset and its abbreviation; Go's numeric stand-in for a nameless zone.
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24 03:48:00 +0200 CEST").unwrap(),
+            2_184_544_080
+        );
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24 04:48:00 +0300 +03").unwrap(),
+            2_184_544_080
+        );
+        // Without the abbreviation.
+        assert_eq!(
+            parse_origin_ca_time("2039-03-23 20:48:00 -0500").unwrap(),
+            2_184_544_080
+        );
+    }
+
+    #[test]
+    fn origin_ca_expiry_in_rfc3339() {
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24T01:48:00Z").unwrap(),
+            2_184_544_080
+        );
+        assert_eq!(
+            parse_origin_ca_time("2014-01-01T05:20:00.12345Z").unwrap(),
+            1_388_553_600
+        );
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24T03:48:00+02:00").unwrap(),
+            2_184_544_080
+        );
+    }
+
+    #[test]
+    fn origin_ca_expiry_refuses_other_text() {
+        for bad in [
+            "",
+            "yesterday",
+            "2039-03-24 01:48:00",
+            "2039-03-24 01:48:00 UTC",
+            "2039-03-24 01:48:00 +0000 UTC extra",
+            "2039-03-24 01:48:00 +0000 utc",
+            "2039-03-24  01:48:00 +0000 UTC",
+            "2039-13-24 01:48:00 +0000 UTC",
+            "1712345678",
+        ] {
+            let err = parse_origin_ca_time(bad).unwrap_err().to_string();
+            assert!(err.contains("neither Go's time layout"), "{bad:?}: {err}");
+        }
     }
 }

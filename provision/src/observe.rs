@@ -130,7 +130,7 @@ pub fn observe(p: &Providers, d: &Desired) -> anyhow::Result<World> {
             continue;
         }
         let expires_at = match (&c.expires_on, &c.certificate) {
-            (Some(t), _) => certs::parse_rfc3339(t),
+            (Some(t), _) => certs::parse_origin_ca_time(t),
             (None, Some(pem)) => certs::certificate_facts(pem).map(|f| f.not_after),
             (None, None) => Err(anyhow::anyhow!("no expires_on and no certificate")),
         }

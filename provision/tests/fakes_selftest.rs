@@ -789,13 +789,19 @@ fn cloudflare_origin_ca_issues_real_certificates() {
         &san.value.general_names[..],
         [GeneralName::DNSName("cache.example.com")]
     ));
-    let expires = time::OffsetDateTime::parse(
-        result["expires_on"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
+    // Go's time.Time.String() layout, as the live API answers, not RFC 3339.
+    let expires_on = result["expires_on"].as_str().unwrap();
+    assert!(
+        expires_on.ends_with(" +0000 UTC") && expires_on.as_bytes()[10] == b' ',
+        "{expires_on}"
+    );
+    assert!(time::OffsetDateTime::parse(
+        expires_on,
+        &time::format_description::well_known::Rfc3339
     )
-    .unwrap();
+    .is_err());
     assert_eq!(
-        expires.unix_timestamp(),
+        provision::certs::parse_origin_ca_time(expires_on).unwrap(),
         cert.validity().not_after.timestamp()
     );
     // Signed by the fake CA.

@@ -674,7 +674,8 @@ impl Inner {
             "id": id,
             "certificate": pem,
             "hostnames": hostnames,
-            "expires_on": rfc3339(not_after),
+            // Go's time.Time.String() layout, as the live API answers (not RFC 3339).
+            "expires_on": common::go_time(not_after),
             "request_type": request_type,
             "requested_validity": validity,
             "csr": csr,
