@@ -102,18 +102,56 @@ impl OriginKey {
         &self.pkcs8_pem
     }
 
-    /// A PEM certificate signing request for `hostname` (subject CN and the only SAN).
+    /// A PEM certificate signing request for `hostname` (subject CN and the only SAN), with
+    /// provision's mark as the subject's organization: Cloudflare lists each Origin CA
+    /// certificate with its CSR, which is how provision tells its own certificates from
+    /// others for the same hostname.
     pub fn csr(&self, hostname: &str) -> anyhow::Result<String> {
         let mut params = rcgen::CertificateParams::new(vec![hostname.to_owned()])
             .with_context(|| format!("building a CSR for {hostname}"))?;
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, hostname);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, OWNER_MARK);
         let csr = params
             .serialize_request(&self.key_pair)
             .with_context(|| format!("signing the CSR for {hostname}"))?;
         csr.pem().context("encoding the CSR as PEM")
     }
+}
+
+/// The subject organization of every CSR provision makes.
+pub const OWNER_MARK: &str = "nix-spaces-cache provision";
+
+/// Whether a PEM CSR's subject carries [`OWNER_MARK`] as its organization. Anything that is
+/// not a readable CSR is not provision's.
+pub fn csr_has_owner_mark(pem: &str) -> bool {
+    use x509_parser::prelude::FromDer;
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes()) else {
+        return false;
+    };
+    let Ok((_, csr)) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+    else {
+        return false;
+    };
+    let subject = &csr.certification_request_info.subject;
+    let marked = subject
+        .iter_organization()
+        .any(|o| o.as_str() == Ok(OWNER_MARK));
+    marked
+}
+
+/// The SHA-1 fingerprint of a PEM certificate's DER, lower-case hex (DigitalOcean's
+/// `sha1_fingerprint`).
+pub fn sha1_fingerprint(pem: &str) -> anyhow::Result<String> {
+    use sha1::Digest;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    let digest = sha1::Sha1::digest(&block.contents);
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Writes the private key to `path`, created with mode 0600; an existing file is not touched.
@@ -302,6 +340,23 @@ mod tests {
         let a = OriginKey::generate(KeyType::EcdsaP256).unwrap();
         let b = OriginKey::generate(KeyType::EcdsaP256).unwrap();
         assert_ne!(a.private_key_pem(), b.private_key_pem());
+    }
+
+    #[test]
+    fn csrs_carry_the_owner_mark() {
+        let key = OriginKey::generate(KeyType::EcdsaP256).unwrap();
+        let csr = key.csr("cache.example.com").unwrap();
+        assert!(csr_has_owner_mark(&csr));
+        // Someone else's CSR for the same hostname is not provision's.
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["cache.example.com".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example Ltd");
+        let foreign = params.serialize_request(&other).unwrap().pem().unwrap();
+        assert!(!csr_has_owner_mark(&foreign));
+        assert!(!csr_has_owner_mark("not a csr"));
+        assert!(!csr_has_owner_mark(""));
     }
 
     #[test]

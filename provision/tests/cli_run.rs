@@ -69,6 +69,10 @@ impl<'m> Rig<'m> {
         let digitalocean = FakeDigitalOcean::start(DO_TOKEN);
         let cloudflare = FakeCloudflare::start(CF_TOKEN, &[ZONE]);
         let account = worker_in_cloudflare.then(|| cloudflare.account_id());
+        if worker_in_cloudflare {
+            // `npx wrangler deploy` ran first (tests of the other order say so).
+            cloudflare.deploy_script(SCRIPT);
+        }
         let dir = tempfile::tempdir().unwrap();
         let worker = if worker_in_cloudflare {
             format!("[worker]\nname = \"{SCRIPT}\"\n")

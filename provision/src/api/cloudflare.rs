@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{exchange, parse_json, segment, ApiError, Call, HttpSettings};
+use super::{all_pages, exchange, parse_json, segment, ApiError, Call, HttpSettings, Page};
 use crate::env::Secret;
 
 const PROVIDER: &str = "Cloudflare";
@@ -29,6 +29,35 @@ struct Envelope<T> {
     #[serde(default)]
     errors: Vec<CfError>,
     result: Option<T>,
+    /// On lists: `{page, per_page, count, total_count, total_pages}` (some lists omit parts).
+    #[serde(default)]
+    result_info: Option<ResultInfo>,
+}
+
+/// A list answer's paging facts.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct ResultInfo {
+    page: Option<u32>,
+    per_page: Option<u32>,
+    count: Option<u32>,
+    total_pages: Option<u32>,
+}
+
+impl ResultInfo {
+    /// Whether another page follows: `total_pages` when given, else a full page.
+    fn more(&self, page: u32, got: usize) -> bool {
+        match (self.total_pages, self.per_page.or(self.count)) {
+            (Some(total), _) => self.page.unwrap_or(page) < total,
+            (None, Some(per_page)) => per_page > 0 && got >= per_page as usize,
+            (None, None) => false,
+        }
+    }
+}
+
+/// A list call that takes a page number.
+pub trait PagedCall: Call {
+    /// The same call for page `page` (from 1).
+    fn page(&self, page: u32) -> Self;
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +78,30 @@ impl Client {
 
     /// Sends `call` and returns the envelope's `result`.
     pub fn send<C: Call>(&self, call: &C) -> Result<C::Response, ApiError>
+    where
+        C::Response: DeserializeOwned,
+    {
+        self.send_envelope(call).map(|(result, _)| result)
+    }
+
+    /// Sends a list call page by page to its last page (`result_info`), within
+    /// `PROVISION_MAX_PAGES`.
+    pub fn list<T, C>(&self, call: &C) -> Result<Vec<T>, ApiError>
+    where
+        T: DeserializeOwned,
+        C: PagedCall<Response = Vec<T>>,
+    {
+        all_pages(PROVIDER, &call.path(), self.settings.max_pages, |page| {
+            let (items, info) = self.send_envelope(&call.page(page))?;
+            let more = info.unwrap_or_default().more(page, items.len());
+            Ok(Page { items, more })
+        })
+    }
+
+    fn send_envelope<C: Call>(
+        &self,
+        call: &C,
+    ) -> Result<(C::Response, Option<ResultInfo>), ApiError>
     where
         C::Response: DeserializeOwned,
     {
@@ -78,27 +131,35 @@ impl Client {
         if (200..300).contains(&answer.status) {
             let envelope: Envelope<C::Response> =
                 parse_json(PROVIDER, method, &path, &answer.body)?;
+            let info = envelope.result_info;
             return match (envelope.success, envelope.result) {
-                (true, Some(result)) => Ok(result),
-                (true, None) => parse_json(PROVIDER, method, &path, "null"),
+                (true, Some(result)) => Ok((result, info)),
+                (true, None) => parse_json(PROVIDER, method, &path, "null").map(|r| (r, info)),
                 (false, _) => Err(ApiError::Status {
                     provider: PROVIDER,
                     method,
                     path,
                     status: answer.status,
                     message: describe(&envelope.errors),
+                    codes: envelope.errors.iter().filter_map(|e| e.code).collect(),
                 }),
             };
         }
-        let message = serde_json::from_str::<Envelope<serde::de::IgnoredAny>>(&answer.body)
-            .map(|e| describe(&e.errors))
-            .unwrap_or_else(|_| "(no error message in the answer)".to_owned());
+        let (message, codes) =
+            match serde_json::from_str::<Envelope<serde::de::IgnoredAny>>(&answer.body) {
+                Ok(e) => (
+                    describe(&e.errors),
+                    e.errors.iter().filter_map(|e| e.code).collect(),
+                ),
+                Err(_) => ("(no error message in the answer)".to_owned(), Vec::new()),
+            };
         Err(ApiError::Status {
             provider: PROVIDER,
             method,
             path,
             status: answer.status,
             message,
+            codes,
         })
     }
 }
@@ -124,14 +185,20 @@ pub struct Zone {
     pub name: String,
 }
 
-/// Find a zone by name.
+/// List the account's zones (all of them: the hostname's zone is the longest one that is a
+/// suffix of it).
 /// <https://developers.cloudflare.com/api/resources/zones/methods/list/>
 #[derive(Debug)]
-pub struct ListZones<'a> {
-    pub name: &'a str,
+pub struct ListZones {
+    pub page: u32,
 }
 
-impl Call for ListZones<'_> {
+impl ListZones {
+    /// The page size (the API's maximum for zones).
+    pub const PER_PAGE: u32 = 50;
+}
+
+impl Call for ListZones {
     type Response = Vec<Zone>;
     fn method(&self) -> &'static str {
         "GET"
@@ -140,7 +207,16 @@ impl Call for ListZones<'_> {
         "/zones".into()
     }
     fn query(&self) -> Vec<(&'static str, String)> {
-        vec![("name", self.name.to_owned())]
+        vec![
+            ("page", self.page.to_string()),
+            ("per_page", Self::PER_PAGE.to_string()),
+        ]
+    }
+}
+
+impl PagedCall for ListZones {
+    fn page(&self, page: u32) -> Self {
+        Self { page }
     }
 }
 
@@ -154,6 +230,9 @@ pub struct DnsRecord {
     pub content: String,
     #[serde(default)]
     pub proxied: Option<bool>,
+    /// Absent, `null` or a string; provision marks its own record here.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 /// List the DNS records with a name.
@@ -162,6 +241,7 @@ pub struct DnsRecord {
 pub struct ListDnsRecords<'a> {
     pub zone_id: &'a str,
     pub name: &'a str,
+    pub page: u32,
 }
 
 impl Call for ListDnsRecords<'_> {
@@ -173,7 +253,17 @@ impl Call for ListDnsRecords<'_> {
         format!("/zones/{}/dns_records", segment(self.zone_id))
     }
     fn query(&self) -> Vec<(&'static str, String)> {
-        vec![("name", self.name.to_owned()), ("per_page", "100".into())]
+        vec![
+            ("name", self.name.to_owned()),
+            ("page", self.page.to_string()),
+            ("per_page", "100".into()),
+        ]
+    }
+}
+
+impl PagedCall for ListDnsRecords<'_> {
+    fn page(&self, page: u32) -> Self {
+        Self { page, ..*self }
     }
 }
 
@@ -185,9 +275,10 @@ struct CnameBody<'a> {
     content: &'a str,
     proxied: bool,
     ttl: u32,
+    comment: &'a str,
 }
 
-/// Create a proxied CNAME record (TTL automatic).
+/// Create a proxied CNAME record (TTL automatic), with provision's comment.
 /// <https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/create/>
 #[derive(Debug)]
 pub struct CreateCname<'a> {
@@ -212,6 +303,7 @@ impl Call for CreateCname<'_> {
                 content: self.target,
                 proxied: true,
                 ttl: 1,
+                comment: crate::observe::DNS_COMMENT,
             })
             .to_string(),
         ))
@@ -295,8 +387,14 @@ pub struct ListOriginCertificates<'a> {
 }
 
 impl ListOriginCertificates<'_> {
-    /// The page size (the API's maximum).
+    /// The page size.
     pub const PER_PAGE: usize = 50;
+}
+
+impl PagedCall for ListOriginCertificates<'_> {
+    fn page(&self, page: u32) -> Self {
+        Self { page, ..*self }
+    }
 }
 
 impl Call for ListOriginCertificates<'_> {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{exchange, parse_json, segment, ApiError, Call, HttpSettings};
+use super::{all_pages, exchange, parse_json, segment, ApiError, Call, HttpSettings, Page};
 use crate::env::Secret;
 
 const PROVIDER: &str = "DigitalOcean";
@@ -64,8 +64,66 @@ impl Client {
             path,
             status: answer.status,
             message: error_message(&answer.body),
+            codes: Vec::new(),
         })
     }
+
+    /// Sends a list call page by page, following `links.pages.next` to the last page, within
+    /// `PROVISION_MAX_PAGES`.
+    pub fn list<C>(&self, call: &C) -> Result<Vec<<C::Response as Listing>::Item>, ApiError>
+    where
+        C: PagedCall,
+        C::Response: Listing,
+    {
+        all_pages(PROVIDER, &call.path(), self.settings.max_pages, |page| {
+            Ok(self.send(&call.page(page))?.into_page())
+        })
+    }
+}
+
+/// A list call that takes a page number.
+pub trait PagedCall: Call {
+    /// The same call for page `page` (from 1).
+    fn page(&self, page: u32) -> Self;
+}
+
+/// A list answer: `{<items>: [...], "links": {"pages": {"next": ...}}, "meta": {"total": n}}`.
+pub trait Listing {
+    type Item;
+    fn into_page(self) -> Page<Self::Item>;
+}
+
+/// A list answer's `links`: `{}` on the last page, `{"pages": {"next": url, ...}}` before it.
+#[derive(Debug, Default, Deserialize)]
+pub struct Links {
+    #[serde(default)]
+    pub pages: Option<PageLinks>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageLinks {
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+impl Links {
+    fn has_next(&self) -> bool {
+        self.pages.as_ref().and_then(|p| p.next.as_ref()).is_some()
+    }
+}
+
+macro_rules! listing {
+    ($list:ty, $field:ident, $item:ty) => {
+        impl Listing for $list {
+            type Item = $item;
+            fn into_page(self) -> Page<$item> {
+                Page {
+                    more: self.links.has_next(),
+                    items: self.$field,
+                }
+            }
+        }
+    };
 }
 
 /// The provider's own words from an error body.
@@ -105,7 +163,10 @@ pub struct Certificate {
 #[derive(Debug, Deserialize)]
 pub struct CertificateList {
     pub certificates: Vec<Certificate>,
+    #[serde(default)]
+    pub links: Links,
 }
+listing!(CertificateList, certificates, Certificate);
 
 #[derive(Debug, Deserialize)]
 pub struct OneCertificate {
@@ -117,6 +178,12 @@ pub struct OneCertificate {
 #[derive(Debug)]
 pub struct ListCertificates {
     pub page: u32,
+}
+
+impl PagedCall for ListCertificates {
+    fn page(&self, page: u32) -> Self {
+        Self { page }
+    }
 }
 
 impl Call for ListCertificates {
@@ -211,7 +278,10 @@ pub struct CdnEndpoint {
 #[derive(Debug, Deserialize)]
 pub struct CdnEndpointList {
     pub endpoints: Vec<CdnEndpoint>,
+    #[serde(default)]
+    pub links: Links,
 }
+listing!(CdnEndpointList, endpoints, CdnEndpoint);
 
 #[derive(Debug, Deserialize)]
 pub struct OneCdnEndpoint {
@@ -223,6 +293,12 @@ pub struct OneCdnEndpoint {
 #[derive(Debug)]
 pub struct ListCdnEndpoints {
     pub page: u32,
+}
+
+impl PagedCall for ListCdnEndpoints {
+    fn page(&self, page: u32) -> Self {
+        Self { page }
+    }
 }
 
 impl Call for ListCdnEndpoints {
@@ -351,7 +427,10 @@ pub struct SpacesKey {
 #[derive(Debug, Deserialize)]
 pub struct SpacesKeyList {
     pub keys: Vec<SpacesKey>,
+    #[serde(default)]
+    pub links: Links,
 }
+listing!(SpacesKeyList, keys, SpacesKey);
 
 /// List Spaces keys with a name.
 /// <https://docs.digitalocean.com/reference/api/digitalocean/#tag/Spaces-Keys/operation/spacesKey_list>
@@ -359,6 +438,12 @@ pub struct SpacesKeyList {
 pub struct ListSpacesKeys<'a> {
     pub name: &'a str,
     pub page: u32,
+}
+
+impl PagedCall for ListSpacesKeys<'_> {
+    fn page(&self, page: u32) -> Self {
+        Self { page, ..*self }
+    }
 }
 
 impl Call for ListSpacesKeys<'_> {
@@ -420,6 +505,34 @@ impl Call for CreateSpacesKey<'_> {
             serde_json::json!({ "name": self.name, "grants": self.grants }).to_string(),
         ))
     }
+}
+
+/// Rename a Spaces key (its grants stay): how a key's name records its state.
+/// <https://docs.digitalocean.com/reference/api/digitalocean/#tag/Spaces-Keys/operation/spacesKey_patch>
+#[derive(Debug)]
+pub struct RenameSpacesKey<'a> {
+    pub access_key: &'a str,
+    pub name: &'a str,
+}
+
+impl Call for RenameSpacesKey<'_> {
+    type Response = OneSpacesKey;
+    fn method(&self) -> &'static str {
+        "PATCH"
+    }
+    fn path(&self) -> String {
+        format!("/v2/spaces/keys/{}", segment(self.access_key))
+    }
+    fn body(&self) -> Option<Zeroizing<String>> {
+        Some(Zeroizing::new(
+            serde_json::json!({ "name": self.name }).to_string(),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OneSpacesKey {
+    pub key: SpacesKey,
 }
 
 /// Delete a Spaces key.
@@ -509,6 +622,7 @@ mod tests {
             status: 422,
             message: "invalid certificate issued by Cloudflare origin CA (unprocessable_entity)"
                 .into(),
+            codes: Vec::new(),
         };
         assert!(is_origin_ca_refusal(&refusal));
     }

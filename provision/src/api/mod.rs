@@ -44,6 +44,19 @@ pub enum ApiError {
         path: String,
         status: u16,
         message: String,
+        /// The provider's error codes (Cloudflare's integer `errors[].code`).
+        codes: Vec<i64>,
+    },
+    /// A list longer than provision reads: acting on part of it could touch the wrong thing.
+    #[error(
+        "{provider}: {method} {path}: the list goes on past {pages} pages; provision does not \
+         act on a list it has not read to the end (raise PROVISION_MAX_PAGES to read more)"
+    )]
+    TooManyPages {
+        provider: &'static str,
+        method: &'static str,
+        path: String,
+        pages: u32,
     },
     /// No answer: connection refused, reset or timed out.
     #[error("{provider}: {method} {path}: no answer after {attempts} attempt(s): {reason}")]
@@ -72,12 +85,18 @@ impl ApiError {
         }
     }
 
+    /// Whether the provider answered with this error code (Cloudflare's `errors[].code`).
+    pub fn has_code(&self, code: i64) -> bool {
+        matches!(self, Self::Status { codes, .. } if codes.contains(&code))
+    }
+
     /// Whether the call may have been performed even though it failed (so a create should
     /// look for its result before trying again).
     pub fn may_have_happened(&self) -> bool {
         match self {
             Self::Status { status, .. } => *status >= 500,
             Self::Transport { .. } | Self::Malformed { .. } => true,
+            Self::TooManyPages { .. } => false,
         }
     }
 }
@@ -89,6 +108,8 @@ pub struct HttpSettings {
     pub attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// The most pages of one list provision reads before it refuses the list.
+    pub max_pages: u32,
 }
 
 impl HttpSettings {
@@ -107,6 +128,7 @@ impl HttpSettings {
             attempts: ms("PROVISION_RETRY_ATTEMPTS", 5).clamp(1, 20) as u32,
             base_delay: Duration::from_millis(ms("PROVISION_RETRY_BASE_MS", 500)),
             max_delay: Duration::from_millis(ms("PROVISION_RETRY_MAX_MS", 30_000)),
+            max_pages: ms("PROVISION_MAX_PAGES", 100).clamp(1, 10_000) as u32,
         }
     }
 
@@ -124,6 +146,38 @@ impl HttpSettings {
             .saturating_mul(2u32.saturating_pow(attempt.min(16)));
         retry_after.unwrap_or(backoff).min(self.max_delay)
     }
+}
+
+/// One page of a list, and whether the provider says another follows.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+/// Reads a list to its last page: `fetch(n)` asks for page `n` (from 1). A list that goes on
+/// past `max_pages` is an error, never silently cut.
+pub fn all_pages<T>(
+    provider: &'static str,
+    path: &str,
+    max_pages: u32,
+    mut fetch: impl FnMut(u32) -> Result<Page<T>, ApiError>,
+) -> Result<Vec<T>, ApiError> {
+    let mut all = Vec::new();
+    for page in 1..=max_pages {
+        let Page { items, more } = fetch(page)?;
+        let empty = items.is_empty();
+        all.extend(items);
+        if !more || empty {
+            return Ok(all);
+        }
+    }
+    Err(ApiError::TooManyPages {
+        provider,
+        method: "GET",
+        path: path.to_owned(),
+        pages: max_pages,
+    })
 }
 
 /// A raw answer: status and body.
@@ -279,6 +333,7 @@ mod tests {
             attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(2),
+            max_pages: 100,
         };
         assert_eq!(s.delay(0, None), Duration::from_millis(100));
         assert_eq!(s.delay(3, None), Duration::from_millis(800));
@@ -309,6 +364,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn lists_are_read_to_the_end_or_refused() {
+        let pages = |n: u32| {
+            move |page: u32| {
+                Ok(Page {
+                    items: vec![page],
+                    more: page < n,
+                })
+            }
+        };
+        assert_eq!(all_pages("P", "/x", 5, pages(3)).unwrap(), [1, 2, 3]);
+        assert_eq!(all_pages("P", "/x", 3, pages(3)).unwrap(), [1, 2, 3]);
+        let err = all_pages("P", "/x", 3, pages(4)).unwrap_err();
+        assert!(
+            matches!(err, ApiError::TooManyPages { pages: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("past 3 pages"), "{err}");
+        // A provider that says "more" but answers an empty page ends the list.
+        let empty = |page: u32| {
+            Ok(Page {
+                items: if page == 1 { vec![1] } else { vec![] },
+                more: true,
+            })
+        };
+        assert_eq!(all_pages("P", "/x", 10, empty).unwrap(), [1]);
+        // An error on any page is the list's error.
+        let failing = |page: u32| {
+            if page == 2 {
+                Err(ApiError::Transport {
+                    provider: "P",
+                    method: "GET",
+                    path: "/x".into(),
+                    attempts: 1,
+                    reason: "reset".into(),
+                })
+            } else {
+                Ok(Page {
+                    items: vec![page],
+                    more: true,
+                })
+            }
+        };
+        assert!(all_pages("P", "/x", 10, failing).is_err());
     }
 
     #[test]

@@ -76,6 +76,11 @@ impl Journal {
         }
     }
 
+    /// Drops every pending fault: the service answers again.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
     fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
         let index = self.faults.iter().position(|f| {
             (f.method == "*" || f.method.eq_ignore_ascii_case(method))
