@@ -155,6 +155,14 @@ impl FakeCloudflare {
             .or_default();
     }
 
+    /// `wrangler delete`: the script and its secrets are gone; its secrets answer 10007 again.
+    pub fn delete_script(&self, script: &str) {
+        let mut state = self.inner.state.lock().unwrap();
+        state
+            .secrets
+            .remove(&(self.account_id.clone(), script.to_string()));
+    }
+
     /// Adds a zone to the account (e.g. `co.uk` beside `example.co.uk`); returns its id.
     pub fn add_zone(&self, name: &str) -> String {
         let id = common::cf_id();
