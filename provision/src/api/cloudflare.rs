@@ -574,6 +574,63 @@ mod tests {
     }
 
     #[test]
+    fn live_shapes_are_read() {
+        // An Origin CA certificate as the live API lists it: a decimal id, expires_on in
+        // Go's layout, the CSR it was issued for.
+        let c: OriginCertificate = serde_json::from_str(
+            r#"{"id":"328578533902268680212849205732770752308931942346","certificate":"-----BEGIN CERTIFICATE-----\n","hostnames":["cache.example.com"],"expires_on":"2039-03-24 01:48:00 +0000 UTC","request_type":"origin-ecc","requested_validity":5475,"csr":"-----BEGIN CERTIFICATE REQUEST-----\n"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::certs::parse_origin_ca_time(c.expires_on.as_deref().unwrap()).unwrap(),
+            2_184_544_080
+        );
+        // A DNS record's comment: absent, null or a string.
+        for (json, comment) in [
+            (
+                r#"{"id":"a","type":"CNAME","name":"n","content":"c","proxied":true}"#,
+                None,
+            ),
+            (
+                r#"{"id":"a","type":"CNAME","name":"n","content":"c","proxied":true,"comment":null}"#,
+                None,
+            ),
+            (
+                r#"{"id":"a","type":"CNAME","name":"n","content":"c","comment":"x"}"#,
+                Some("x"),
+            ),
+        ] {
+            let r: DnsRecord = serde_json::from_str(json).unwrap();
+            assert_eq!(r.comment.as_deref(), comment, "{json}");
+        }
+        // Paging facts: total_pages when given; a full page otherwise; none on lists that
+        // are not paged (Workers secrets).
+        let info: Envelope<Vec<Zone>> = serde_json::from_str(
+            r#"{"success":true,"errors":[],"messages":[],"result":[{"id":"z","name":"example.com"}],"result_info":{"page":1,"per_page":1,"count":1,"total_count":2,"total_pages":2}}"#,
+        )
+        .unwrap();
+        assert!(info.result_info.unwrap().more(1, 1));
+        let last = ResultInfo {
+            page: Some(2),
+            total_pages: Some(2),
+            ..ResultInfo::default()
+        };
+        assert!(!last.more(2, 1));
+        let no_total = ResultInfo {
+            per_page: Some(50),
+            ..ResultInfo::default()
+        };
+        assert!(no_total.more(1, 50) && !no_total.more(1, 49));
+        assert!(!ResultInfo::default().more(1, 100));
+        // Error codes are integers, kept for decisions (10007: script not found).
+        let e: Envelope<serde::de::IgnoredAny> = serde_json::from_str(
+            r#"{"success":false,"errors":[{"code":10007,"message":"workers.api.error.script_not_found"}],"messages":[],"result":null}"#,
+        )
+        .unwrap();
+        assert_eq!(e.errors[0].code, Some(10007));
+    }
+
+    #[test]
     fn calls_are_data() {
         let c = CreateCname {
             zone_id: "z1",

@@ -628,6 +628,40 @@ mod tests {
     }
 
     #[test]
+    fn live_shapes_are_read() {
+        // A CDN endpoint without a custom domain: the fields absent, or empty strings.
+        for json in [
+            r#"{"id":"e","origin":"o","endpoint":"x","ttl":3600,"created_at":"2018-03-21T16:02:37Z"}"#,
+            r#"{"id":"e","origin":"o","endpoint":"x","ttl":3600,"custom_domain":"","certificate_id":""}"#,
+        ] {
+            let e: CdnEndpoint = serde_json::from_str(json).unwrap();
+            assert!(
+                e.custom_domain.unwrap_or_default().is_empty()
+                    && e.certificate_id.unwrap_or_default().is_empty()
+            );
+        }
+        // Lists: `links` is `{}` on the last page, `links.pages.next` before it.
+        let last: CertificateList =
+            serde_json::from_str(r#"{"certificates":[],"links":{},"meta":{"total":0}}"#).unwrap();
+        assert!(!last.into_page().more);
+        let first: SpacesKeyList = serde_json::from_str(
+            r#"{"keys":[{"name":"n","access_key":"DO1","grants":[{"bucket":"","permission":"fullaccess"}],"created_at":"2018-07-19T15:04:16Z"}],"links":{"pages":{"next":"https://api.digitalocean.com/v2/spaces/keys?page=2&per_page=1","last":"https://api.digitalocean.com/v2/spaces/keys?page=3&per_page=1"}},"meta":{"total":3}}"#,
+        )
+        .unwrap();
+        let page = first.into_page();
+        assert!(page.more);
+        assert_eq!(page.items[0].grants[0].permission, "fullaccess");
+        // Errors carry a request id beside the message.
+        assert_eq!(
+            error_message(
+                r#"{"id":"not_found","message":"The resource you were accessing could not be found.","request_id":"4d9d8375-3c56-4925-a3e7-eb137fed17e9"}"#
+            ),
+            "The resource you were accessing could not be found. (not_found)"
+        );
+        assert_eq!(error_message("<html>"), "(no error message in the answer)");
+    }
+
+    #[test]
     fn a_created_key_hides_its_secret() {
         let k: OneCreatedSpacesKey = serde_json::from_str(
             r#"{"key":{"name":"n","access_key":"AK","secret_key":"SK-very-secret","grants":[]}}"#,

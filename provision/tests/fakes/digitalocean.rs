@@ -173,11 +173,14 @@ fn error_id(status: u16) -> &'static str {
     }
 }
 
+/// DigitalOcean's error body: `{id, message, request_id}` (the live API adds a request id
+/// to every error; clients must not need it).
 fn error(status: u16, message: &str) -> Answer {
-    Answer::json(
-        status,
-        json!({ "id": error_id(status), "message": message }),
-    )
+    Answer::json(status, error_json(status, message))
+}
+
+fn error_json(status: u16, message: &str) -> Value {
+    json!({ "id": error_id(status), "message": message, "request_id": common::uuid() })
 }
 
 fn not_found() -> Answer {
@@ -214,7 +217,7 @@ impl Provider for Inner {
             401 => "Unable to authenticate you",
             _ => message,
         };
-        json!({ "id": error_id(status), "message": message })
+        error_json(status, message)
     }
 
     fn refusal_status(&self, refusal: Refusal) -> u16 {
