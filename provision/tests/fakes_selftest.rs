@@ -260,10 +260,14 @@ fn digitalocean_cdn_refuses_origin_ca_certificates_and_accepts_managed_ones() {
         ),
     );
     assert_eq!(refused.status, 422);
+    let body = refused.json();
+    assert_eq!(body["id"], "unprocessable_entity");
     assert_eq!(
-        refused.json(),
-        json!({ "id": "unprocessable_entity", "message": "invalid certificate issued by Cloudflare origin CA" })
+        body["message"],
+        "invalid certificate issued by Cloudflare origin CA"
     );
+    // Every error carries a request id, as the live API's do.
+    assert_eq!(body["request_id"].as_str().unwrap().len(), 36);
     assert!(digitalocean.cdn_endpoints().is_empty(), "nothing half-made");
 
     // custom_domain needs a certificate.
@@ -593,8 +597,11 @@ fn digitalocean_rejects_requests_off_the_schema() {
     // A wrong token is the client's honest mistake: 401, not a violation.
     let r = send(&agent, "GET", &endpoints, "not-the-token", None);
     assert_eq!(r.status, 401);
+    let mut body = r.json();
+    assert!(body["request_id"].is_string());
+    body.as_object_mut().unwrap().remove("request_id");
     assert_eq!(
-        r.json(),
+        body,
         json!({ "id": "unauthorized", "message": "Unable to authenticate you" })
     );
     assert_eq!(fake.violations().len(), before);
