@@ -45,27 +45,29 @@ impl Providers {
     pub fn new(env: &Env, region: &str) -> anyhow::Result<Self> {
         let settings = HttpSettings::from_env();
         let endpoint = env.spaces_endpoint_for(region);
-        let spaces = spaces::SpacesClient::new(
+        let spaces = spaces::SpacesClient::with_settings(
             &endpoint,
             region,
             Credentials::new(
                 env.spaces_access_key_id.clone(),
                 env.spaces_secret_access_key.expose(),
             ),
+            settings.clone(),
         )
-        .context("SPACES_ENDPOINT")?
-        .with_retry(settings.base_delay, settings.attempts);
+        .context("SPACES_ENDPOINT")?;
         Ok(Self {
             digitalocean: dig::Client::new(
                 &env.digitalocean_api_url,
                 env.digitalocean_token.clone(),
                 settings.clone(),
-            ),
+            )
+            .context("DIGITALOCEAN_API_URL")?,
             cloudflare: cf::Client::new(
                 &env.cloudflare_api_url,
                 env.cloudflare_token.clone(),
                 settings,
-            ),
+            )
+            .context("CLOUDFLARE_API_URL")?,
             spaces,
         })
     }

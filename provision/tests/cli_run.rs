@@ -452,7 +452,7 @@ fn errors_name_the_variable_the_step_and_the_providers_words() {
     let run = rig.expect(&["plan"], 1);
     assert!(
         run.stderr
-            .contains("observe: cdn endpoint for nix-store-errors.fra1.digitaloceanspaces.com: list: DigitalOcean answered 403 to GET /v2/cdn/endpoints"),
+            .contains("observe: cdn endpoint for nix-store-errors.fra1.digitaloceanspaces.com: list: DigitalOcean answered HTTP 403 forbidden to GET /v2/cdn/endpoints"),
         "{run:?}"
     );
 

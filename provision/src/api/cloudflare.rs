@@ -9,18 +9,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{all_pages, exchange, parse_json, segment, ApiError, Call, HttpSettings, Page};
+use super::send::{Auth, Sender};
+use super::{all_pages, json_request, parse_json, segment, ApiError, Call, HttpSettings, Page};
 use crate::env::Secret;
 
 const PROVIDER: &str = "Cloudflare";
 
-/// The Cloudflare API client: one [`Client::send`] for every call.
+/// The Cloudflare API client: every call goes through [`Client::send`] (or [`Client::list`]).
 #[derive(Debug)]
 pub struct Client {
-    base_url: String,
-    token: Secret,
-    agent: ureq::Agent,
-    settings: HttpSettings,
+    sender: Sender,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,13 +65,10 @@ struct CfError {
 }
 
 impl Client {
-    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Self {
-        Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            token,
-            agent: settings.agent(),
-            settings,
-        }
+    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Result<Self, ApiError> {
+        Ok(Self {
+            sender: Sender::new(PROVIDER, base_url, Auth::Bearer(token), settings)?,
+        })
     }
 
     /// Sends `call` and returns the envelope's `result`.
@@ -91,11 +86,16 @@ impl Client {
         T: DeserializeOwned,
         C: PagedCall<Response = Vec<T>>,
     {
-        all_pages(PROVIDER, &call.path(), self.settings.max_pages, |page| {
-            let (items, info) = self.send_envelope(&call.page(page))?;
-            let more = info.unwrap_or_default().more(page, items.len());
-            Ok(Page { items, more })
-        })
+        all_pages(
+            PROVIDER,
+            &call.path(),
+            self.sender.settings().max_pages,
+            |page| {
+                let (items, info) = self.send_envelope(&call.page(page))?;
+                let more = info.unwrap_or_default().more(page, items.len());
+                Ok(Page { items, more })
+            },
+        )
     }
 
     fn send_envelope<C: Call>(
@@ -105,62 +105,47 @@ impl Client {
     where
         C::Response: DeserializeOwned,
     {
-        let method = call.method();
-        let path = call.path();
-        let url = format!("{}{}", self.base_url, path);
-        let auth = Zeroizing::new(format!("Bearer {}", self.token.expose()));
-        let body = call.body();
-        let query = call.query();
-        let headers = [
-            ("Authorization", auth.as_str()),
-            ("Accept", "application/json"),
-        ];
-        let answer = exchange(
-            PROVIDER,
-            &self.agent,
-            &self.settings,
-            &super::Request {
-                url: &url,
-                method,
-                path: &path,
-                query: &query,
-                headers: &headers,
-                body: body.as_deref().map(String::as_str),
-            },
-        )?;
-        if (200..300).contains(&answer.status) {
-            let envelope: Envelope<C::Response> =
-                parse_json(PROVIDER, method, &path, &answer.body)?;
+        let request = json_request(call);
+        let answer = self.sender.send(&request)?;
+        let status = answer.status;
+        let failure = |message: String, codes: Vec<String>| ApiError::Status {
+            provider: PROVIDER,
+            call: request.call.clone(),
+            resource: request.resource.clone(),
+            status,
+            codes,
+            message,
+        };
+        if answer.is_success() {
+            let envelope: Envelope<C::Response> = parse_json(PROVIDER, &request, &answer.body)?;
             let info = envelope.result_info;
             return match (envelope.success, envelope.result) {
                 (true, Some(result)) => Ok((result, info)),
-                (true, None) => parse_json(PROVIDER, method, &path, "null").map(|r| (r, info)),
-                (false, _) => Err(ApiError::Status {
-                    provider: PROVIDER,
-                    method,
-                    path,
-                    status: answer.status,
-                    message: describe(&envelope.errors),
-                    codes: envelope.errors.iter().filter_map(|e| e.code).collect(),
-                }),
+                (true, None) => parse_json(PROVIDER, &request, b"null").map(|r| (r, info)),
+                (false, _) => Err(failure(
+                    describe(&envelope.errors),
+                    envelope
+                        .errors
+                        .iter()
+                        .filter_map(|e| e.code)
+                        .map(|c| c.to_string())
+                        .collect(),
+                )),
             };
         }
-        let (message, codes) =
-            match serde_json::from_str::<Envelope<serde::de::IgnoredAny>>(&answer.body) {
-                Ok(e) => (
+        Err(
+            match serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(&answer.body) {
+                Ok(e) => failure(
                     describe(&e.errors),
-                    e.errors.iter().filter_map(|e| e.code).collect(),
+                    e.errors
+                        .iter()
+                        .filter_map(|e| e.code)
+                        .map(|c| c.to_string())
+                        .collect(),
                 ),
-                Err(_) => ("(no error message in the answer)".to_owned(), Vec::new()),
-            };
-        Err(ApiError::Status {
-            provider: PROVIDER,
-            method,
-            path,
-            status: answer.status,
-            message,
-            codes,
-        })
+                Err(_) => failure("(no error message in the answer)".to_owned(), Vec::new()),
+            },
+        )
     }
 }
 

@@ -6,65 +6,40 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{all_pages, exchange, parse_json, segment, ApiError, Call, HttpSettings, Page};
+use super::send::{Auth, Sender};
+use super::{all_pages, json_request, parse_json, segment, ApiError, Call, HttpSettings, Page};
 use crate::env::Secret;
 
 const PROVIDER: &str = "DigitalOcean";
 
-/// The DigitalOcean API client: one [`Client::send`] for every call.
+/// The DigitalOcean API client: every call goes through [`Client::send`].
 #[derive(Debug)]
 pub struct Client {
-    base_url: String,
-    token: Secret,
-    agent: ureq::Agent,
-    settings: HttpSettings,
+    sender: Sender,
 }
 
 impl Client {
-    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Self {
-        Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            token,
-            agent: settings.agent(),
-            settings,
-        }
+    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Result<Self, ApiError> {
+        Ok(Self {
+            sender: Sender::new(PROVIDER, base_url, Auth::Bearer(token), settings)?,
+        })
     }
 
     /// Sends `call` and decodes its answer.
     pub fn send<C: Call>(&self, call: &C) -> Result<C::Response, ApiError> {
-        let method = call.method();
-        let path = call.path();
-        let url = format!("{}{}", self.base_url, path);
-        let auth = Zeroizing::new(format!("Bearer {}", self.token.expose()));
-        let body = call.body();
-        let query = call.query();
-        let headers = [
-            ("Authorization", auth.as_str()),
-            ("Accept", "application/json"),
-        ];
-        let answer = exchange(
-            PROVIDER,
-            &self.agent,
-            &self.settings,
-            &super::Request {
-                url: &url,
-                method,
-                path: &path,
-                query: &query,
-                headers: &headers,
-                body: body.as_deref().map(String::as_str),
-            },
-        )?;
-        if (200..300).contains(&answer.status) {
-            return parse_json(PROVIDER, method, &path, &answer.body);
+        let request = json_request(call);
+        let answer = self.sender.send(&request)?;
+        if answer.is_success() {
+            return parse_json(PROVIDER, &request, &answer.body);
         }
+        let (code, message) = error_body(&answer.text());
         Err(ApiError::Status {
             provider: PROVIDER,
-            method,
-            path,
+            call: request.call,
+            resource: request.resource,
             status: answer.status,
-            message: error_message(&answer.body),
-            codes: Vec::new(),
+            codes: code.into_iter().collect(),
+            message,
         })
     }
 
@@ -75,9 +50,12 @@ impl Client {
         C: PagedCall,
         C::Response: Listing,
     {
-        all_pages(PROVIDER, &call.path(), self.settings.max_pages, |page| {
-            Ok(self.send(&call.page(page))?.into_page())
-        })
+        all_pages(
+            PROVIDER,
+            &call.path(),
+            self.sender.settings().max_pages,
+            |page| Ok(self.send(&call.page(page))?.into_page()),
+        )
     }
 }
 
@@ -126,8 +104,9 @@ macro_rules! listing {
     };
 }
 
-/// The provider's own words from an error body.
-fn error_message(body: &str) -> String {
+/// The provider's own words from an error body `{id, message, request_id}`: the `id` as the
+/// code, and the message.
+fn error_body(body: &str) -> (Option<String>, String) {
     #[derive(Deserialize)]
     struct ErrorBody {
         id: Option<String>,
@@ -137,11 +116,8 @@ fn error_message(body: &str) -> String {
         Ok(ErrorBody {
             id,
             message: Some(message),
-        }) => match id {
-            Some(id) => format!("{message} ({id})"),
-            None => message,
-        },
-        _ => "(no error message in the answer)".to_owned(),
+        }) => (id, message),
+        _ => (None, "(no error message in the answer)".to_owned()),
     }
 }
 
@@ -609,22 +585,23 @@ mod tests {
 
     #[test]
     fn errors_carry_the_providers_words() {
-        assert_eq!(
-            error_message(
-                r#"{"id":"unprocessable_entity","message":"invalid certificate issued by Cloudflare origin CA"}"#
-            ),
-            "invalid certificate issued by Cloudflare origin CA (unprocessable_entity)"
+        let (code, message) = error_body(
+            r#"{"id":"unprocessable_entity","message":"invalid certificate issued by Cloudflare origin CA"}"#,
         );
         let refusal = ApiError::Status {
             provider: PROVIDER,
-            method: "POST",
-            path: "/v2/cdn/endpoints".into(),
+            call: "POST".into(),
+            resource: "/v2/cdn/endpoints".into(),
             status: 422,
-            message: "invalid certificate issued by Cloudflare origin CA (unprocessable_entity)"
-                .into(),
-            codes: Vec::new(),
+            codes: code.into_iter().collect(),
+            message,
         };
         assert!(is_origin_ca_refusal(&refusal));
+        assert_eq!(
+            refusal.to_string(),
+            "DigitalOcean answered HTTP 422 unprocessable_entity to POST /v2/cdn/endpoints: \
+             invalid certificate issued by Cloudflare origin CA"
+        );
     }
 
     #[test]
@@ -653,12 +630,18 @@ mod tests {
         assert_eq!(page.items[0].grants[0].permission, "fullaccess");
         // Errors carry a request id beside the message.
         assert_eq!(
-            error_message(
+            error_body(
                 r#"{"id":"not_found","message":"The resource you were accessing could not be found.","request_id":"4d9d8375-3c56-4925-a3e7-eb137fed17e9"}"#
             ),
-            "The resource you were accessing could not be found. (not_found)"
+            (
+                Some("not_found".to_owned()),
+                "The resource you were accessing could not be found.".to_owned()
+            )
         );
-        assert_eq!(error_message("<html>"), "(no error message in the answer)");
+        assert_eq!(
+            error_body("<html>"),
+            (None, "(no error message in the answer)".to_owned())
+        );
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! single objects such as `nix-cache-info`.
 //!
 //! Each call is a value first ([`S3Call`]: operation name, method, bucket, key, query,
-//! headers, body), built by a pure constructor and tested as data; one function,
-//! [`SpacesClient::send`], signs any of them with the workspace's SigV4 signer
-//! ([`nix_spaces_cache::sigv4::sign_s3`]) and sends it, retrying 429, 5xx (but 501) and
-//! transport failures with a small bounded backoff. Errors name the S3 operation and the
-//! resource (`s3://bucket/key`) and carry the server's own `Code` and `Message`.
+//! headers, body), built by a pure constructor and tested as data, and turned into a
+//! [`send::Request`] that the one [`send::Sender`] signs with the workspace's SigV4 signer
+//! ([`nix_spaces_cache::sigv4::sign_s3`]) and sends under the one retry policy. Errors are
+//! [`ApiError`]s naming the S3 operation and the resource (`s3://bucket/key`) with the
+//! server's own `Code` and `Message`.
 //!
 //! A Spaces error body looks like this; only `Code` and `Message` are kept (the rest may echo
 //! the canonical request, never the secret):
@@ -22,72 +22,21 @@
 //! [`SpacesClient`]'s `Debug` leaves the credentials out altogether.
 
 use std::fmt;
-use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
-use nix_spaces_cache::sigv4::{self, Credentials, S3Request, SigningTime};
+use nix_spaces_cache::sigv4::{self, Credentials};
 use serde_json::{json, Map, Value};
+use zeroize::Zeroizing;
+
+use super::send::{self, Auth, Response, Sender};
+use super::{ApiError, HttpSettings};
+
+const PROVIDER: &str = "Spaces";
 
 /// The namespace S3 puts on its XML documents.
 pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
-
-/// How calls are timed and retried. [`Pacing::from_env`] reads the variables every provider
-/// client of `provision` reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pacing {
-    /// Attempts per call, the first one included (`PROVISION_RETRY_ATTEMPTS`, default 5).
-    pub attempts: u32,
-    /// Wait after the first failure, doubling after each (`PROVISION_RETRY_BASE_MS`, 500).
-    pub base_delay: Duration,
-    /// The longest single wait, also the cap on `Retry-After` (`PROVISION_RETRY_MAX_MS`, 30000).
-    pub max_delay: Duration,
-    /// Read and write timeout of one attempt (`PROVISION_HTTP_TIMEOUT_MS`, 30000).
-    pub timeout: Duration,
-}
-
-impl Default for Pacing {
-    fn default() -> Self {
-        Pacing {
-            attempts: 5,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Pacing {
-    /// The defaults, overridden by `PROVISION_RETRY_ATTEMPTS`, `PROVISION_RETRY_BASE_MS`,
-    /// `PROVISION_RETRY_MAX_MS` and `PROVISION_HTTP_TIMEOUT_MS` where set to a number.
-    pub fn from_env() -> Self {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let d = Pacing::default();
-        Pacing {
-            attempts: var("PROVISION_RETRY_ATTEMPTS").map_or(d.attempts, |n| n.clamp(1, 20) as u32),
-            base_delay: var("PROVISION_RETRY_BASE_MS").map_or(d.base_delay, Duration::from_millis),
-            max_delay: var("PROVISION_RETRY_MAX_MS").map_or(d.max_delay, Duration::from_millis),
-            timeout: var("PROVISION_HTTP_TIMEOUT_MS")
-                .map_or(d.timeout, |ms| Duration::from_millis(ms.max(1))),
-        }
-    }
-
-    /// The wait before attempt `attempt + 1` (0-based `attempt` just failed):
-    /// `base_delay * 2^attempt`, or the server's `Retry-After` when it gives one, never more
-    /// than `max_delay`.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let backoff = self.base_delay.saturating_mul(1u32 << attempt.min(16));
-        retry_after.unwrap_or(backoff).min(self.max_delay)
-    }
-}
-
-/// The largest answer body read into memory (a ListObjectsV2 page is far smaller).
-const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What `HEAD /bucket` says about a bucket name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,103 +87,6 @@ pub struct ObjectVersion {
 pub struct Object {
     pub body: Vec<u8>,
     pub content_type: Option<String>,
-}
-
-/// A failed S3 call: which operation, on which resource, and why.
-#[derive(thiserror::Error, Debug)]
-pub enum SpacesError {
-    /// The server answered with an error status; `code` and `message` are its own words
-    /// (`code` is `None` when the answer had no S3 error body, as for HEAD).
-    #[error("{}", http_display(op, resource, *status, code.as_deref(), message))]
-    Http {
-        op: &'static str,
-        resource: String,
-        status: u16,
-        code: Option<String>,
-        message: String,
-    },
-    /// No answer: connection refused, TLS failure, timeout.
-    #[error("{op} {resource}: no answer from the S3 endpoint: {reason}")]
-    Transport {
-        op: &'static str,
-        resource: String,
-        reason: String,
-    },
-    /// An answer that could not be understood.
-    #[error("{op} {resource}: unexpected answer: {reason}")]
-    Malformed {
-        op: &'static str,
-        resource: String,
-        reason: String,
-    },
-    /// The endpoint given to [`SpacesClient::new`] is not usable.
-    #[error("invalid Spaces endpoint {endpoint:?}: {reason} (expected e.g. https://fra1.digitaloceanspaces.com)")]
-    Endpoint { endpoint: String, reason: String },
-}
-
-impl SpacesError {
-    /// The S3 error code (`NoSuchBucket`, `SignatureDoesNotMatch`, ...), when the server sent one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            SpacesError::Http { code, .. } => code.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The HTTP status, when the server answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            SpacesError::Http { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// True when the server refused the credentials themselves (wrong key or secret, clock).
-    pub fn is_credentials(&self) -> bool {
-        matches!(
-            self.code(),
-            Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "RequestTimeTooSkewed")
-        )
-    }
-
-    /// True when a bucket could not be deleted because objects remain in it.
-    pub fn is_bucket_not_empty(&self) -> bool {
-        self.code() == Some("BucketNotEmpty")
-    }
-
-    /// True when the server does not implement the call (`501`, e.g. bucket settings on s3s-fs).
-    pub fn is_not_implemented(&self) -> bool {
-        self.status() == Some(501)
-    }
-}
-
-fn http_display(
-    op: &str,
-    resource: &str,
-    status: u16,
-    code: Option<&str>,
-    message: &str,
-) -> String {
-    let mut out = format!("{op} {resource}: HTTP {status}");
-    if let Some(code) = code {
-        out.push(' ');
-        out.push_str(code);
-    }
-    if !message.is_empty() {
-        out.push_str(": ");
-        out.push_str(message);
-    }
-    let hint = match (status, code) {
-        (_, Some("SignatureDoesNotMatch" | "InvalidAccessKeyId")) => {
-            " (check SPACES_ACCESS_KEY_ID and SPACES_SECRET_ACCESS_KEY)"
-        }
-        (_, Some("RequestTimeTooSkewed")) => " (check this machine's clock)",
-        (_, Some("BucketNotEmpty")) => " (the bucket still holds objects; delete them first)",
-        (501, _) => " (this S3 server does not implement this call)",
-        _ => "",
-    };
-    out.push_str(hint);
-    out
 }
 
 /// One S3 call as data: everything needed to sign and send it, nothing sent yet.
@@ -289,6 +141,20 @@ impl S3Call {
         self.body = body;
         self.with_header("content-md5", md5)
             .with_header("content-type", content_type)
+    }
+
+    /// The request the sender signs and sends (every S3 call here is idempotent).
+    pub fn request(&self) -> send::Request {
+        send::Request {
+            call: self.op.to_owned(),
+            resource: self.resource(),
+            method: self.method,
+            path: self.path(),
+            query: self.query_string(),
+            headers: self.headers.clone(),
+            body: Zeroizing::new(self.body.clone()),
+            idempotent: true,
+        }
     }
 
     /// [HeadBucket](https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html).
@@ -472,36 +338,13 @@ impl S3Call {
     }
 }
 
-/// An S3 answer, whatever its status.
-#[derive(Clone, Debug)]
-pub struct Answer {
-    pub status: u16,
-    /// Header names in lower case.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// The S3 error code in an answer's body, if any.
+pub fn error_code(answer: &Response) -> Option<String> {
+    xml_text(&answer.text(), "Code")
 }
 
-impl Answer {
-    /// The first header of that name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The S3 error code in the body, if any.
-    pub fn error_code(&self) -> Option<String> {
-        xml_text(&self.text(), "Code")
-    }
-}
-
-/// Turns an error answer into a [`SpacesError::Http`] naming the call.
-pub fn http_error(call: &S3Call, answer: &Answer) -> SpacesError {
+/// Turns an error answer into an [`ApiError::Status`] naming the call.
+pub fn http_error(call: &S3Call, answer: &Response) -> ApiError {
     let text = answer.text();
     let code = xml_text(&text, "Code").filter(|c| !c.is_empty());
     let message = match xml_text(&text, "Message") {
@@ -511,11 +354,12 @@ pub fn http_error(call: &S3Call, answer: &Answer) -> SpacesError {
         }
         _ => status_reason(answer.status).to_owned(),
     };
-    SpacesError::Http {
-        op: call.op,
+    ApiError::Status {
+        provider: PROVIDER,
+        call: call.op.to_owned(),
         resource: call.resource(),
         status: answer.status,
-        code,
+        codes: code.into_iter().collect(),
         message,
     }
 }
@@ -539,13 +383,8 @@ fn status_reason(status: u16) -> &'static str {
 
 /// A signed-request client for one S3 endpoint and region.
 pub struct SpacesClient {
-    scheme: &'static str,
-    /// `host[:port]` exactly as sent in the `Host` header and signed.
-    host: String,
+    sender: Sender,
     region: String,
-    creds: Credentials,
-    agent: ureq::Agent,
-    pacing: Pacing,
     /// Keys asked per listing page.
     page_size: u32,
 }
@@ -553,104 +392,54 @@ pub struct SpacesClient {
 impl fmt::Debug for SpacesClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpacesClient")
-            .field("endpoint", &self.endpoint())
+            .field("sender", &self.sender)
             .field("region", &self.region)
-            .field("credentials", &"<redacted>")
-            .field("pacing", &self.pacing)
-            .finish()
+            .finish_non_exhaustive()
     }
-}
-
-/// Splits `scheme://host[:port][/]` into the scheme and the `Host` header value (default
-/// port dropped, as HTTP clients send it).
-fn parse_endpoint(endpoint: &str) -> Result<(&'static str, String), SpacesError> {
-    let bad = |reason: &str| SpacesError::Endpoint {
-        endpoint: endpoint.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let (scheme, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
-        ("https", rest)
-    } else if let Some(rest) = endpoint.strip_prefix("http://") {
-        ("http", rest)
-    } else {
-        return Err(bad("it must start with https:// or http://"));
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() {
-        return Err(bad("no host"));
-    }
-    if authority.contains(['/', '?', '#', '@', ' ']) {
-        return Err(bad(
-            "only scheme, host and port are allowed (buckets are addressed path-style)",
-        ));
-    }
-    let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let host = authority.strip_suffix(default_port).unwrap_or(authority);
-    if let Some((_, port)) = host.rsplit_once(':') {
-        if !host.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(bad("the port is not a number"));
-        }
-    }
-    Ok((scheme, host.to_ascii_lowercase()))
-}
-
-/// Whether an answer with this status is worth another try.
-fn retryable_status(status: u16) -> bool {
-    status == 429 || (status >= 500 && status != 501 && status != 505)
 }
 
 impl SpacesClient {
     /// A client for `endpoint` (`https://fra1.digitaloceanspaces.com`, or `http://127.0.0.1:P`
-    /// in tests) signing for `region` (`fra1`), timed and retried by [`Pacing::from_env`].
-    pub fn new(endpoint: &str, region: &str, creds: Credentials) -> Result<Self, SpacesError> {
-        let (scheme, host) = parse_endpoint(endpoint)?;
+    /// in tests) signing for `region` (`fra1`), timed and retried by
+    /// [`HttpSettings::from_env`].
+    pub fn new(endpoint: &str, region: &str, creds: Credentials) -> Result<Self, ApiError> {
+        Self::with_settings(endpoint, region, creds, HttpSettings::from_env())
+    }
+
+    /// [`SpacesClient::new`] with this retry policy.
+    pub fn with_settings(
+        endpoint: &str,
+        region: &str,
+        creds: Credentials,
+        settings: HttpSettings,
+    ) -> Result<Self, ApiError> {
         if region.is_empty() {
-            return Err(SpacesError::Endpoint {
-                endpoint: endpoint.to_owned(),
+            return Err(ApiError::Endpoint {
+                provider: PROVIDER,
+                url: endpoint.to_owned(),
                 reason: "the region is empty".to_owned(),
             });
         }
-        let pacing = Pacing::from_env();
-        Ok(SpacesClient {
-            scheme,
-            host,
+        let auth = Auth::SigV4 {
+            credentials: creds,
             region: region.to_owned(),
-            creds,
-            agent: Self::agent(&pacing),
-            pacing,
+        };
+        Ok(SpacesClient {
+            sender: Sender::new(PROVIDER, endpoint, auth, settings)?,
+            region: region.to_owned(),
             page_size: 1000,
         })
     }
 
-    fn agent(pacing: &Pacing) -> ureq::Agent {
-        ureq::AgentBuilder::new()
-            .timeout_connect(pacing.timeout.min(Duration::from_secs(10)))
-            .timeout_read(pacing.timeout)
-            .timeout_write(pacing.timeout)
-            .redirects(0)
-            .user_agent(concat!("provision/", env!("CARGO_PKG_VERSION")))
-            .build()
-    }
-
-    /// Replaces the timing and retry policy.
-    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
-        self.agent = Self::agent(&pacing);
-        self.pacing = Pacing {
-            attempts: pacing.attempts.max(1),
-            ..pacing
-        };
-        self
-    }
-
-    /// Shorthand for [`SpacesClient::with_pacing`]: `attempts` tries in all, waiting `base`,
-    /// then doubling; timeouts unchanged.
-    pub fn with_retry(self, base: Duration, attempts: u32) -> Self {
-        let pacing = Pacing {
-            attempts,
+    /// The same client with `attempts` tries in all, waiting `base`, then doubling.
+    pub fn with_retry(mut self, base: Duration, attempts: u32) -> Self {
+        let settings = HttpSettings {
+            attempts: attempts.max(1),
             base_delay: base,
-            ..self.pacing
+            ..self.sender.settings().clone()
         };
-        self.with_pacing(pacing)
+        self.sender = self.sender.with_settings(settings);
+        self
     }
 
     /// Changes how many keys a listing page asks for (1 to 1000; default 1000).
@@ -661,7 +450,7 @@ impl SpacesClient {
 
     /// `scheme://host[:port]`.
     pub fn endpoint(&self) -> String {
-        format!("{}://{}", self.scheme, self.host)
+        self.sender.base_url().to_owned()
     }
 
     /// The region in the credential scope.
@@ -669,113 +458,15 @@ impl SpacesClient {
         &self.region
     }
 
-    /// Signs and sends one call, retrying 429, 5xx (but 501 and 505) and transport failures.
-    /// Any answer that is not retried is returned, error statuses included: the caller
-    /// decides what a 404 means.
-    pub fn send(&self, call: &S3Call) -> Result<Answer, SpacesError> {
-        let mut attempt = 0;
-        loop {
-            let outcome = self.send_once(call);
-            let retry = match &outcome {
-                Ok(answer) if retryable_status(answer.status) => Some(
-                    answer
-                        .header("retry-after")
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs),
-                ),
-                Err(SpacesError::Transport { .. }) => Some(None),
-                _ => None,
-            };
-            match retry {
-                Some(retry_after) if attempt + 1 < self.pacing.attempts => {
-                    std::thread::sleep(self.pacing.delay(attempt, retry_after));
-                    attempt += 1;
-                }
-                _ => return outcome,
-            }
-        }
-    }
-
-    fn send_once(&self, call: &S3Call) -> Result<Answer, SpacesError> {
-        let path = call.path();
-        let query = call.query_string();
-        let payload_hash = sigv4::sha256_hex(&call.body);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let request = S3Request {
-            method: call.method,
-            host: &self.host,
-            path: &path,
-            query: &query,
-            extra_headers: &call.headers,
-            payload_hash: &payload_hash,
-        };
-        let signed = sigv4::sign_s3(
-            &request,
-            &self.creds,
-            &self.region,
-            SigningTime::from_unix_seconds(now),
-        );
-        let mut url = format!("{}://{}{}", self.scheme, self.host, path);
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(&query);
-        }
-        let mut req = self
-            .agent
-            .request(call.method, &url)
-            .set("host", &self.host);
-        for (name, value) in call.headers.iter().chain(signed.iter()) {
-            req = req.set(name, value);
-        }
-        let result = if call.method == "PUT" || call.method == "POST" || !call.body.is_empty() {
-            req.send_bytes(&call.body)
-        } else {
-            req.call()
-        };
-        let response = match result {
-            Ok(response) => response,
-            Err(ureq::Error::Status(_, response)) => response,
-            Err(ureq::Error::Transport(transport)) => {
-                return Err(SpacesError::Transport {
-                    op: call.op,
-                    resource: call.resource(),
-                    reason: transport.to_string(),
-                })
-            }
-        };
-        let status = response.status();
-        let headers = response
-            .headers_names()
-            .into_iter()
-            .filter_map(|name| {
-                let value = response.header(&name)?.to_owned();
-                Some((name.to_ascii_lowercase(), value))
-            })
-            .collect();
-        let mut body = Vec::new();
-        if call.method != "HEAD" {
-            response
-                .into_reader()
-                .take(MAX_BODY_BYTES)
-                .read_to_end(&mut body)
-                .map_err(|e| SpacesError::Transport {
-                    op: call.op,
-                    resource: call.resource(),
-                    reason: format!("reading the answer: {e}"),
-                })?;
-        }
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+    /// Signs and sends one call (the sender retries what is worth retrying). Any answer that
+    /// is not retried is returned, error statuses included: the caller decides what a 404
+    /// means.
+    pub fn send(&self, call: &S3Call) -> Result<Response, ApiError> {
+        self.sender.send(&call.request())
     }
 
     /// Sends the call and treats any status outside 2xx as an error.
-    fn expect_success(&self, call: &S3Call) -> Result<Answer, SpacesError> {
+    fn expect_success(&self, call: &S3Call) -> Result<Response, ApiError> {
         let answer = self.send(call)?;
         if (200..300).contains(&answer.status) {
             Ok(answer)
@@ -790,20 +481,21 @@ impl SpacesClient {
         &self,
         call: &S3Call,
         missing_code: &str,
-    ) -> Result<Option<Answer>, SpacesError> {
+    ) -> Result<Option<Response>, ApiError> {
         let answer = self.send(call)?;
         if (200..300).contains(&answer.status) {
             return Ok(Some(answer));
         }
-        if answer.status == 404 && answer.error_code().as_deref() == Some(missing_code) {
+        if answer.status == 404 && error_code(&answer).as_deref() == Some(missing_code) {
             return Ok(None);
         }
         Err(http_error(call, &answer))
     }
 
-    fn malformed(call: &S3Call, reason: impl Into<String>) -> SpacesError {
-        SpacesError::Malformed {
-            op: call.op,
+    fn malformed(call: &S3Call, reason: impl Into<String>) -> ApiError {
+        ApiError::Malformed {
+            provider: PROVIDER,
+            call: call.op.to_owned(),
             resource: call.resource(),
             reason: reason.into(),
         }
@@ -814,7 +506,7 @@ impl SpacesClient {
     /// A HEAD answer has no body, so a 403 is asked again as GetBucketLocation, whose error
     /// code tells refused credentials (an error here, e.g. `SignatureDoesNotMatch`) from a
     /// bucket that is not ours ([`BucketStatus::Forbidden`]).
-    pub fn head_bucket(&self, bucket: &str) -> Result<BucketStatus, SpacesError> {
+    pub fn head_bucket(&self, bucket: &str) -> Result<BucketStatus, ApiError> {
         let call = S3Call::head_bucket(bucket);
         let answer = self.send(&call)?;
         match answer.status {
@@ -835,12 +527,12 @@ impl SpacesClient {
 
     /// Creates the bucket, private, in the client's region. A bucket we already own is fine
     /// (`BucketAlreadyOwnedByYou`); one owned by someone else (`BucketAlreadyExists`) is not.
-    pub fn create_bucket(&self, bucket: &str) -> Result<(), SpacesError> {
+    pub fn create_bucket(&self, bucket: &str) -> Result<(), ApiError> {
         let call = S3Call::create_bucket(bucket, &self.region);
         let answer = self.send(&call)?;
         if (200..300).contains(&answer.status)
             || (answer.status == 409
-                && answer.error_code().as_deref() == Some("BucketAlreadyOwnedByYou"))
+                && error_code(&answer).as_deref() == Some("BucketAlreadyOwnedByYou"))
         {
             return Ok(());
         }
@@ -848,7 +540,7 @@ impl SpacesClient {
     }
 
     /// The bucket's versioning state.
-    pub fn get_versioning(&self, bucket: &str) -> Result<Versioning, SpacesError> {
+    pub fn get_versioning(&self, bucket: &str) -> Result<Versioning, ApiError> {
         let call = S3Call::get_versioning(bucket);
         let answer = self.expect_success(&call)?;
         let text = answer.text();
@@ -869,21 +561,21 @@ impl SpacesClient {
     }
 
     /// Turns versioning on, or suspends it.
-    pub fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<(), SpacesError> {
+    pub fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<(), ApiError> {
         self.expect_success(&S3Call::put_versioning(bucket, enabled))
             .map(drop)
     }
 
     /// The bucket's lifecycle rule: the first rule when there are several (see
     /// [`SpacesClient::get_lifecycle_rules`]), `None` when there is no configuration.
-    pub fn get_lifecycle(&self, bucket: &str) -> Result<Option<Lifecycle>, SpacesError> {
+    pub fn get_lifecycle(&self, bucket: &str) -> Result<Option<Lifecycle>, ApiError> {
         Ok(self
             .get_lifecycle_rules(bucket)?
             .and_then(|rules| rules.into_iter().next()))
     }
 
     /// Every lifecycle rule of the bucket, `None` when there is no configuration.
-    pub fn get_lifecycle_rules(&self, bucket: &str) -> Result<Option<Vec<Lifecycle>>, SpacesError> {
+    pub fn get_lifecycle_rules(&self, bucket: &str) -> Result<Option<Vec<Lifecycle>>, ApiError> {
         let call = S3Call::get_lifecycle(bucket);
         let Some(answer) = self.expect_optional(&call, "NoSuchLifecycleConfiguration")? else {
             return Ok(None);
@@ -894,13 +586,13 @@ impl SpacesClient {
     }
 
     /// Replaces the lifecycle configuration with this one rule.
-    pub fn put_lifecycle(&self, bucket: &str, rule: &Lifecycle) -> Result<(), SpacesError> {
+    pub fn put_lifecycle(&self, bucket: &str, rule: &Lifecycle) -> Result<(), ApiError> {
         self.expect_success(&S3Call::put_lifecycle(bucket, rule))
             .map(drop)
     }
 
     /// Removes the lifecycle configuration (none is fine).
-    pub fn delete_lifecycle(&self, bucket: &str) -> Result<(), SpacesError> {
+    pub fn delete_lifecycle(&self, bucket: &str) -> Result<(), ApiError> {
         self.expect_optional(
             &S3Call::delete_lifecycle(bucket),
             "NoSuchLifecycleConfiguration",
@@ -909,7 +601,7 @@ impl SpacesClient {
     }
 
     /// The bucket policy as JSON, `None` when there is none.
-    pub fn get_policy(&self, bucket: &str) -> Result<Option<Value>, SpacesError> {
+    pub fn get_policy(&self, bucket: &str) -> Result<Option<Value>, ApiError> {
         let call = S3Call::get_policy(bucket);
         let Some(answer) = self.expect_optional(&call, "NoSuchBucketPolicy")? else {
             return Ok(None);
@@ -920,19 +612,19 @@ impl SpacesClient {
     }
 
     /// Replaces the bucket policy.
-    pub fn put_policy(&self, bucket: &str, policy: &Value) -> Result<(), SpacesError> {
+    pub fn put_policy(&self, bucket: &str, policy: &Value) -> Result<(), ApiError> {
         self.expect_success(&S3Call::put_policy(bucket, policy))
             .map(drop)
     }
 
     /// Removes the bucket policy (none is fine).
-    pub fn delete_policy(&self, bucket: &str) -> Result<(), SpacesError> {
+    pub fn delete_policy(&self, bucket: &str) -> Result<(), ApiError> {
         self.expect_optional(&S3Call::delete_policy(bucket), "NoSuchBucketPolicy")
             .map(drop)
     }
 
     /// The object, `None` when there is no such key.
-    pub fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Object>, SpacesError> {
+    pub fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Object>, ApiError> {
         let call = S3Call::get_object(bucket, key);
         let Some(answer) = self.expect_optional(&call, "NoSuchKey")? else {
             return Ok(None);
@@ -951,13 +643,13 @@ impl SpacesClient {
         key: &str,
         body: &[u8],
         content_type: &str,
-    ) -> Result<(), SpacesError> {
+    ) -> Result<(), ApiError> {
         self.expect_success(&S3Call::put_object(bucket, key, body, content_type))
             .map(drop)
     }
 
     /// Deletes the object (S3 answers 204 whether or not it existed).
-    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<(), SpacesError> {
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<(), ApiError> {
         self.expect_optional(&S3Call::delete_object(bucket, key), "NoSuchKey")
             .map(drop)
     }
@@ -965,7 +657,7 @@ impl SpacesClient {
     /// How many objects the bucket holds, by ListObjectsV2, every page. This counts current
     /// objects only: in a versioned bucket, noncurrent versions and delete markers also keep
     /// the bucket from being deleted; [`SpacesClient::count_object_versions`] counts those.
-    pub fn count_objects(&self, bucket: &str) -> Result<u64, SpacesError> {
+    pub fn count_objects(&self, bucket: &str) -> Result<u64, ApiError> {
         let mut total = 0u64;
         let mut token: Option<String> = None;
         loop {
@@ -993,7 +685,7 @@ impl SpacesClient {
 
     /// How many object versions and delete markers the bucket holds (ListObjectVersions,
     /// every page): zero means the bucket can be deleted.
-    pub fn count_object_versions(&self, bucket: &str) -> Result<u64, SpacesError> {
+    pub fn count_object_versions(&self, bucket: &str) -> Result<u64, ApiError> {
         Ok(self.list_object_versions(bucket, None)?.len() as u64)
     }
 
@@ -1004,7 +696,7 @@ impl SpacesClient {
         &self,
         bucket: &str,
         prefix: Option<&str>,
-    ) -> Result<Vec<ObjectVersion>, SpacesError> {
+    ) -> Result<Vec<ObjectVersion>, ApiError> {
         let mut all = Vec::new();
         let mut marker: Option<(String, String)> = None;
         loop {
@@ -1057,7 +749,7 @@ impl SpacesClient {
         bucket: &str,
         key: &str,
         version_id: &str,
-    ) -> Result<(), SpacesError> {
+    ) -> Result<(), ApiError> {
         self.expect_optional(
             &S3Call::delete_object_version(bucket, key, version_id),
             "NoSuchVersion",
@@ -1066,8 +758,8 @@ impl SpacesClient {
     }
 
     /// Deletes the bucket. A bucket that still holds objects is refused by S3 with
-    /// `BucketNotEmpty` ([`SpacesError::is_bucket_not_empty`]).
-    pub fn delete_bucket(&self, bucket: &str) -> Result<(), SpacesError> {
+    /// `BucketNotEmpty` ([`ApiError::is_bucket_not_empty`]).
+    pub fn delete_bucket(&self, bucket: &str) -> Result<(), ApiError> {
         self.expect_success(&S3Call::delete_bucket(bucket))
             .map(drop)
     }
@@ -1437,7 +1129,7 @@ mod tests {
     #[test]
     fn errors_keep_code_and_message_and_name_the_call() {
         let call = S3Call::put_lifecycle("nix-store", &rule());
-        let answer = Answer {
+        let answer = Response {
             status: 403,
             headers: vec![],
             body: b"<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message><StringToSign>AWS4</StringToSign></Error>".to_vec(),
@@ -1445,11 +1137,11 @@ mod tests {
         let err = http_error(&call, &answer);
         assert!(err.is_credentials());
         let text = err.to_string();
-        assert!(text.starts_with("PutBucketLifecycleConfiguration s3://nix-store: HTTP 403 SignatureDoesNotMatch: The request signature"), "{text}");
+        assert!(text.starts_with("Spaces answered HTTP 403 SignatureDoesNotMatch to PutBucketLifecycleConfiguration s3://nix-store: The request signature"), "{text}");
         assert!(text.contains("SPACES_SECRET_ACCESS_KEY"));
         assert!(!text.contains("StringToSign"));
 
-        let head = Answer {
+        let head = Response {
             status: 501,
             headers: vec![],
             body: Vec::new(),
@@ -1458,7 +1150,7 @@ mod tests {
         assert!(err.is_not_implemented());
         assert_eq!(
             err.to_string(),
-            "GetBucketVersioning s3://b: HTTP 501: Not Implemented (this S3 server does not implement this call)"
+            "Spaces answered HTTP 501 to GetBucketVersioning s3://b: Not Implemented (this server does not implement this call)"
         );
     }
 
@@ -1493,51 +1185,6 @@ mod tests {
         let obj = S3Call::get_object("b", "nar/a b.nar");
         assert_eq!(obj.path(), "/b/nar/a%20b.nar");
         assert_eq!(obj.resource(), "s3://b/nar/a b.nar");
-    }
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(
-            parse_endpoint("https://fra1.digitaloceanspaces.com/").unwrap(),
-            ("https", "fra1.digitaloceanspaces.com".to_owned())
-        );
-        assert_eq!(
-            parse_endpoint("http://127.0.0.1:9000").unwrap(),
-            ("http", "127.0.0.1:9000".to_owned())
-        );
-        assert_eq!(
-            parse_endpoint("https://x.example:443").unwrap(),
-            ("https", "x.example".to_owned())
-        );
-        for bad in [
-            "fra1.digitaloceanspaces.com",
-            "https://",
-            "https://h/bucket",
-            "http://h:port",
-        ] {
-            assert!(parse_endpoint(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn retry_delays_are_bounded() {
-        let pacing = Pacing {
-            base_delay: Duration::from_millis(100),
-            ..Pacing::default()
-        };
-        assert_eq!(pacing.delay(0, None), Duration::from_millis(100));
-        assert_eq!(pacing.delay(2, None), Duration::from_millis(400));
-        assert_eq!(pacing.delay(30, None), pacing.max_delay);
-        assert_eq!(
-            pacing.delay(0, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            pacing.delay(0, Some(Duration::from_secs(3600))),
-            pacing.max_delay
-        );
-        assert!(retryable_status(500) && retryable_status(503) && retryable_status(429));
-        assert!(!retryable_status(501) && !retryable_status(404) && !retryable_status(403));
     }
 
     #[test]
