@@ -6,6 +6,7 @@
 
 pub mod cloudflare;
 pub mod digitalocean;
+pub mod s3_xml;
 pub mod send;
 pub mod spaces;
 

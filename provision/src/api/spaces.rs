@@ -30,13 +30,12 @@ use nix_spaces_cache::sigv4::{self, Credentials};
 use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
+use super::s3_xml::{self, xml_escape};
+pub use super::s3_xml::{lifecycle_xml, parse_lifecycle, Lifecycle, S3_XMLNS};
 use super::send::{self, Auth, Response, Sender};
 use super::{ApiError, HttpSettings};
 
 const PROVIDER: &str = "Spaces";
-
-/// The namespace S3 puts on its XML documents.
-pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 /// What `HEAD /bucket` says about a bucket name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,19 +56,6 @@ pub enum Versioning {
     Never,
     Enabled,
     Suspended,
-}
-
-/// One lifecycle rule that applies to the whole bucket (empty prefix).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lifecycle {
-    /// The rule's `ID`.
-    pub id: String,
-    /// `Status`: `Enabled` or `Disabled`.
-    pub enabled: bool,
-    /// `Expiration/Days`: objects are deleted this many days after they were written.
-    pub expiration_days: Option<u32>,
-    /// `AbortIncompleteMultipartUpload/DaysAfterInitiation`.
-    pub abort_incomplete_multipart_days: Option<u32>,
 }
 
 /// One entry of a version listing.
@@ -194,10 +180,7 @@ impl S3Call {
     /// [PutBucketVersioning](https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketVersioning.html):
     /// `Enabled`, or `Suspended` (S3 cannot go back to never-versioned).
     pub fn put_versioning(bucket: &str, enabled: bool) -> Self {
-        let status = if enabled { "Enabled" } else { "Suspended" };
-        let body = format!(
-            "<VersioningConfiguration xmlns=\"{S3_XMLNS}\"><Status>{status}</Status></VersioningConfiguration>"
-        );
+        let body = s3_xml::versioning_xml(enabled);
         S3Call::bucket_call("PutBucketVersioning", "PUT", bucket)
             .with_subresource("versioning")
             .with_md5_body("application/xml", body.into_bytes())
@@ -340,19 +323,23 @@ impl S3Call {
 
 /// The S3 error code in an answer's body, if any.
 pub fn error_code(answer: &Response) -> Option<String> {
-    xml_text(&answer.text(), "Code")
+    s3_xml::error_body(&answer.text()).and_then(|e| e.code)
 }
 
 /// Turns an error answer into an [`ApiError::Status`] naming the call.
 pub fn http_error(call: &S3Call, answer: &Response) -> ApiError {
     let text = answer.text();
-    let code = xml_text(&text, "Code").filter(|c| !c.is_empty());
-    let message = match xml_text(&text, "Message") {
-        Some(m) if !m.is_empty() => m,
-        _ if code.is_none() && !text.trim().is_empty() && !text.trim_start().starts_with('<') => {
+    let body = s3_xml::error_body(&text).unwrap_or_default();
+    let code = body.code;
+    let message = match body.message {
+        Some(m) => m,
+        None if code.is_none()
+            && !text.trim().is_empty()
+            && !text.trim_start().starts_with('<') =>
+        {
             text.trim().chars().take(200).collect()
         }
-        _ => status_reason(answer.status).to_owned(),
+        None => status_reason(answer.status).to_owned(),
     };
     ApiError::Status {
         provider: PROVIDER,
@@ -543,14 +530,10 @@ impl SpacesClient {
     pub fn get_versioning(&self, bucket: &str) -> Result<Versioning, ApiError> {
         let call = S3Call::get_versioning(bucket);
         let answer = self.expect_success(&call)?;
-        let text = answer.text();
-        // S3 answers `<VersioningConfiguration/>` for a never-versioned bucket; some servers
-        // answer an empty body.
-        if !text.trim().is_empty() && !text.trim_start().starts_with('<') {
-            return Err(Self::malformed(&call, "the answer is not XML"));
-        }
-        match xml_text(&text, "Status").as_deref() {
-            None | Some("") => Ok(Versioning::Never),
+        let status = s3_xml::versioning_status(&answer.text())
+            .map_err(|reason| Self::malformed(&call, reason))?;
+        match status.as_deref() {
+            None => Ok(Versioning::Never),
             Some("Enabled") => Ok(Versioning::Enabled),
             Some("Suspended") => Ok(Versioning::Suspended),
             Some(other) => Err(Self::malformed(
@@ -663,16 +646,14 @@ impl SpacesClient {
         loop {
             let call = S3Call::list_objects(bucket, token.as_deref(), self.page_size);
             let answer = self.expect_success(&call)?;
-            let page = parse_list_page(&answer.text(), &["Contents"])
+            let page = s3_xml::list_objects(&answer.text())
                 .map_err(|reason| Self::malformed(&call, reason))?;
-            total += page.count;
-            if !page.truncated {
+            total += page.keys.len() as u64;
+            if !page.is_truncated {
                 return Ok(total);
             }
-            match xml_text(&answer.text(), "NextContinuationToken") {
-                Some(next) if !next.is_empty() && token.as_deref() != Some(next.as_str()) => {
-                    token = Some(next)
-                }
+            match page.next_continuation_token {
+                Some(next) if token.as_deref() != Some(next.as_str()) => token = Some(next),
                 _ => {
                     return Err(Self::malformed(
                         &call,
@@ -709,29 +690,23 @@ impl SpacesClient {
                 call.query.push(("prefix".into(), prefix.into()));
             }
             let answer = self.expect_success(&call)?;
-            let text = answer.text();
-            let page = parse_list_page(&text, &["Version", "DeleteMarker"])
+            let page = s3_xml::list_versions(&answer.text())
                 .map_err(|reason| Self::malformed(&call, reason))?;
-            let before = all.len();
-            for (tag, delete_marker) in [("Version", false), ("DeleteMarker", true)] {
-                for entry in xml_elements(&text, tag) {
-                    all.push(ObjectVersion {
-                        key: xml_text(entry, "Key").unwrap_or_default(),
-                        version_id: xml_text(entry, "VersionId")
-                            .unwrap_or_else(|| "null".to_owned()),
+            all.extend(
+                page.entries
+                    .into_iter()
+                    .map(|(key, version_id, delete_marker)| ObjectVersion {
+                        key,
+                        version_id,
                         delete_marker,
-                    });
-                }
-            }
-            if (all.len() - before) as u64 != page.count {
-                return Err(Self::malformed(&call, "unreadable Version entries"));
-            }
-            if !page.truncated {
+                    }),
+            );
+            if !page.is_truncated {
                 return Ok(all);
             }
             let next = (
-                xml_text(&text, "NextKeyMarker").unwrap_or_default(),
-                xml_text(&text, "NextVersionIdMarker").unwrap_or_default(),
+                page.next_key_marker.unwrap_or_default(),
+                page.next_version_id_marker.unwrap_or_default(),
             );
             if next.0.is_empty() || marker.as_ref() == Some(&next) {
                 return Err(Self::malformed(
@@ -880,176 +855,6 @@ fn sorted_array(mut items: Vec<Value>) -> Value {
     Value::Array(items)
 }
 
-/// The `LifecycleConfiguration` document for one whole-bucket rule.
-pub fn lifecycle_xml(rule: &Lifecycle) -> String {
-    let mut xml = format!(
-        "<LifecycleConfiguration xmlns=\"{S3_XMLNS}\"><Rule><ID>{}</ID><Prefix></Prefix><Status>{}</Status>",
-        xml_escape(&rule.id),
-        if rule.enabled { "Enabled" } else { "Disabled" }
-    );
-    if let Some(days) = rule.expiration_days {
-        xml.push_str(&format!("<Expiration><Days>{days}</Days></Expiration>"));
-    }
-    if let Some(days) = rule.abort_incomplete_multipart_days {
-        xml.push_str(&format!(
-            "<AbortIncompleteMultipartUpload><DaysAfterInitiation>{days}</DaysAfterInitiation></AbortIncompleteMultipartUpload>"
-        ));
-    }
-    xml.push_str("</Rule></LifecycleConfiguration>");
-    xml
-}
-
-/// Reads the rules of a `LifecycleConfiguration` document.
-pub fn parse_lifecycle(xml: &str) -> Result<Vec<Lifecycle>, String> {
-    if !xml.contains("LifecycleConfiguration") {
-        return Err("no LifecycleConfiguration element".to_owned());
-    }
-    let days = |text: Option<String>, what: &str| -> Result<Option<u32>, String> {
-        match text {
-            None => Ok(None),
-            Some(t) => t
-                .parse::<u32>()
-                .map(Some)
-                .map_err(|_| format!("{what} is not a number of days: {t:?}")),
-        }
-    };
-    xml_elements(xml, "Rule")
-        .into_iter()
-        .map(|rule| {
-            let expiration = xml_elements(rule, "Expiration")
-                .first()
-                .and_then(|e| xml_text(e, "Days"));
-            let abort = xml_elements(rule, "AbortIncompleteMultipartUpload")
-                .first()
-                .and_then(|e| xml_text(e, "DaysAfterInitiation"));
-            Ok(Lifecycle {
-                id: xml_text(rule, "ID").unwrap_or_default(),
-                enabled: xml_text(rule, "Status").as_deref() == Some("Enabled"),
-                expiration_days: days(expiration, "Expiration/Days")?,
-                abort_incomplete_multipart_days: days(
-                    abort,
-                    "AbortIncompleteMultipartUpload/DaysAfterInitiation",
-                )?,
-            })
-        })
-        .collect()
-}
-
-struct ListPage {
-    count: u64,
-    truncated: bool,
-}
-
-fn parse_list_page(xml: &str, entries: &[&str]) -> Result<ListPage, String> {
-    if !xml.contains("ListBucketResult") && !xml.contains("ListVersionsResult") {
-        return Err("no ListBucketResult or ListVersionsResult element".to_owned());
-    }
-    let count = entries
-        .iter()
-        .map(|name| xml_elements(xml, name).len() as u64)
-        .sum();
-    let truncated = xml_text(xml, "IsTruncated").as_deref() == Some("true");
-    Ok(ListPage { count, truncated })
-}
-
-/// Escapes text for an XML element or attribute.
-pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Decodes the five predefined entities and numeric character references.
-fn xml_unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let Some(end) = rest.find(';').filter(|&e| e <= 10) else {
-            out.push('&');
-            rest = &rest[1..];
-            continue;
-        };
-        let entity = &rest[1..end];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The raw inner text of every `<name>` element, at any depth, in document order
-/// (`<name/>` gives ""). Tolerant: attributes are skipped, a missing end tag ends the search.
-fn xml_elements<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
-    let open = format!("<{name}");
-    let close = format!("</{name}>");
-    let mut found = Vec::new();
-    let mut rest = xml;
-    while let Some(at) = rest.find(&open) {
-        let after = &rest[at + open.len()..];
-        match after.chars().next() {
-            Some('>' | '/' | ' ' | '\t' | '\r' | '\n') => {}
-            _ => {
-                rest = after;
-                continue;
-            }
-        }
-        let Some(tag_end) = after.find('>') else {
-            break;
-        };
-        if after[..tag_end].ends_with('/') {
-            found.push("");
-            rest = &after[tag_end + 1..];
-            continue;
-        }
-        let inner = &after[tag_end + 1..];
-        let Some(end) = inner.find(&close) else {
-            break;
-        };
-        found.push(&inner[..end]);
-        rest = &inner[end + close.len()..];
-    }
-    found
-}
-
-/// The decoded, trimmed text of the first `<name>` element.
-fn xml_text(xml: &str, name: &str) -> Option<String> {
-    xml_elements(xml, name)
-        .first()
-        .map(|inner| xml_unescape(inner.trim()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1061,69 +866,6 @@ mod tests {
             expiration_days: Some(30),
             abort_incomplete_multipart_days: Some(1),
         }
-    }
-
-    #[test]
-    fn lifecycle_xml_round_trips() {
-        let xml = lifecycle_xml(&rule());
-        assert!(xml.contains("<Expiration><Days>30</Days></Expiration>"));
-        assert!(xml.contains("<DaysAfterInitiation>1</DaysAfterInitiation>"));
-        assert_eq!(parse_lifecycle(&xml).unwrap(), vec![rule()]);
-        let bare = Lifecycle {
-            id: "a&b".into(),
-            enabled: false,
-            expiration_days: None,
-            abort_incomplete_multipart_days: None,
-        };
-        assert_eq!(parse_lifecycle(&lifecycle_xml(&bare)).unwrap(), vec![bare]);
-    }
-
-    #[test]
-    fn lifecycle_parse_reads_servers_layout() {
-        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
-<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-  <Rule>
-    <ID>expire</ID>
-    <Filter><Prefix/></Filter>
-    <Status>Enabled</Status>
-    <Transition><Days>5</Days></Transition>
-    <Expiration>
-      <Days>30</Days>
-    </Expiration>
-  </Rule>
-  <Rule><ID>second</ID><Status>Disabled</Status>
-    <AbortIncompleteMultipartUpload><DaysAfterInitiation>2</DaysAfterInitiation></AbortIncompleteMultipartUpload>
-  </Rule>
-</LifecycleConfiguration>"#;
-        let rules = parse_lifecycle(xml).unwrap();
-        assert_eq!(rules.len(), 2);
-        assert_eq!(rules[0].id, "expire");
-        assert!(rules[0].enabled);
-        assert_eq!(rules[0].expiration_days, Some(30));
-        assert_eq!(rules[0].abort_incomplete_multipart_days, None);
-        assert!(!rules[1].enabled);
-        assert_eq!(rules[1].abort_incomplete_multipart_days, Some(2));
-        assert!(parse_lifecycle("<Error/>").is_err());
-        assert!(parse_lifecycle(
-            "<LifecycleConfiguration><Rule><Expiration><Days>x</Days></Expiration></Rule></LifecycleConfiguration>"
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn xml_reader_is_tolerant() {
-        let xml = "<a><Code>x</Code><CodeName>no</CodeName><Code attr=\"1\">y &amp; &#65;&#x42;</Code><Code/></a>";
-        assert_eq!(
-            xml_elements(xml, "Code"),
-            vec!["x", "y &amp; &#65;&#x42;", ""]
-        );
-        assert_eq!(xml_text(xml, "CodeName").as_deref(), Some("no"));
-        assert_eq!(
-            xml_unescape("y &amp; &#65;&#x42; & &bogus;"),
-            "y & AB & &bogus;"
-        );
-        assert_eq!(xml_text("<Code>unterminated", "Code"), None);
-        assert_eq!(xml_escape("<a&'\">"), "&lt;a&amp;&apos;&quot;&gt;");
     }
 
     #[test]
