@@ -102,18 +102,56 @@ impl OriginKey {
         &self.pkcs8_pem
     }
 
-    /// A PEM certificate signing request for `hostname` (subject CN and the only SAN).
+    /// A PEM certificate signing request for `hostname` (subject CN and the only SAN), with
+    /// provision's mark as the subject's organization: Cloudflare lists each Origin CA
+    /// certificate with its CSR, which is how provision tells its own certificates from
+    /// others for the same hostname.
     pub fn csr(&self, hostname: &str) -> anyhow::Result<String> {
         let mut params = rcgen::CertificateParams::new(vec![hostname.to_owned()])
             .with_context(|| format!("building a CSR for {hostname}"))?;
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, hostname);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, OWNER_MARK);
         let csr = params
             .serialize_request(&self.key_pair)
             .with_context(|| format!("signing the CSR for {hostname}"))?;
         csr.pem().context("encoding the CSR as PEM")
     }
+}
+
+/// The subject organization of every CSR provision makes.
+pub const OWNER_MARK: &str = "nix-spaces-cache provision";
+
+/// Whether a PEM CSR's subject carries [`OWNER_MARK`] as its organization. Anything that is
+/// not a readable CSR is not provision's.
+pub fn csr_has_owner_mark(pem: &str) -> bool {
+    use x509_parser::prelude::FromDer;
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes()) else {
+        return false;
+    };
+    let Ok((_, csr)) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+    else {
+        return false;
+    };
+    let subject = &csr.certification_request_info.subject;
+    let marked = subject
+        .iter_organization()
+        .any(|o| o.as_str() == Ok(OWNER_MARK));
+    marked
+}
+
+/// The SHA-1 fingerprint of a PEM certificate's DER, lower-case hex (DigitalOcean's
+/// `sha1_fingerprint`).
+pub fn sha1_fingerprint(pem: &str) -> anyhow::Result<String> {
+    use sha1::Digest;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    let digest = sha1::Sha1::digest(&block.contents);
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Writes the private key to `path`, created with mode 0600; an existing file is not touched.
@@ -205,6 +243,53 @@ pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
     Ok(t.unix_timestamp())
 }
 
+/// Parses Cloudflare Origin CA's `expires_on`, to Unix seconds.
+///
+/// The live API writes Go's `time.Time.String()` layout,
+/// `2006-01-02 15:04:05.999999999 -0700 MST` (e.g. `2039-03-24 01:48:00 +0000 UTC`:
+/// fractional seconds only when not zero, then the numeric offset, then the zone's
+/// abbreviation, which Go prints as `+03` for a zone without one). cloudflare-go's
+/// `OriginCACertificate.UnmarshalJSON` reads that layout first and RFC 3339 as a fallback;
+/// so does this. The offset decides the instant; the abbreviation is only checked for shape.
+pub fn parse_origin_ca_time(text: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = parse_go_time(text) {
+        return Ok(t);
+    }
+    parse_rfc3339(text).map_err(|_| {
+        anyhow::anyhow!(
+            "{text:?} is neither Go's time layout (2006-01-02 15:04:05.999999999 -0700 MST) \
+             nor an RFC 3339 time"
+        )
+    })
+}
+
+fn parse_go_time(text: &str) -> Result<i64, ()> {
+    let tokens: Vec<&str> = text.split(' ').collect();
+    let (date, clock, offset) = match tokens.as_slice() {
+        [date, clock, offset] => (*date, *clock, *offset),
+        [date, clock, offset, zone] if is_zone_abbreviation(zone) => (*date, *clock, *offset),
+        _ => return Err(()),
+    };
+    let format = time::macros::format_description!(
+        version = 2,
+        "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]] [offset_hour sign:mandatory][offset_minute]"
+    );
+    let joined = format!("{date} {clock} {offset}");
+    time::OffsetDateTime::parse(&joined, format)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|_| ())
+}
+
+/// `UTC`, `CEST`, or Go's numeric stand-in for a zone without a name (`+03`, `-0930`).
+fn is_zone_abbreviation(zone: &str) -> bool {
+    let letters =
+        zone.len() >= 2 && zone.len() <= 6 && zone.bytes().all(|b| b.is_ascii_uppercase());
+    let numeric = matches!(zone.as_bytes().first(), Some(b'+' | b'-'))
+        && matches!(zone.len(), 3 | 5)
+        && zone[1..].bytes().all(|b| b.is_ascii_digit());
+    letters || numeric
+}
+
 /// Formats Unix seconds as a date for people, e.g. `2026-03-01`.
 pub fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -258,6 +343,23 @@ mod tests {
     }
 
     #[test]
+    fn csrs_carry_the_owner_mark() {
+        let key = OriginKey::generate(KeyType::EcdsaP256).unwrap();
+        let csr = key.csr("cache.example.com").unwrap();
+        assert!(csr_has_owner_mark(&csr));
+        // Someone else's CSR for the same hostname is not provision's.
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["cache.example.com".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example Ltd");
+        let foreign = params.serialize_request(&other).unwrap().pem().unwrap();
+        assert!(!csr_has_owner_mark(&foreign));
+        assert!(!csr_has_owner_mark("not a csr"));
+        assert!(!csr_has_owner_mark(""));
+    }
+
+    #[test]
     fn rsa_key_makes_a_valid_csr() {
         let key = OriginKey::generate(KeyType::Rsa2048).unwrap();
         assert_eq!(key.key_type().origin_ca_request_type(), "origin-rsa");
@@ -304,5 +406,72 @@ mod tests {
         );
         assert!(parse_rfc3339("yesterday").is_err());
         assert_eq!(date(1_487_722_980), "2017-02-22");
+    }
+
+    #[test]
+    fn origin_ca_expiry_in_gos_layout_as_the_live_api_writes_it() {
+        // 2039-03-24T01:48:00Z
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24 01:48:00 +0000 UTC").unwrap(),
+            2_184_544_080
+        );
+        // The text from the live API that stopped every run after the first.
+        assert_eq!(
+            parse_origin_ca_time("2027-12-02 05:48:22 +0000 UTC").unwrap(),
+            parse_rfc3339("2027-12-02T05:48:22Z").unwrap()
+        );
+        // Fractional seconds (Go prints up to nine digits, none when zero).
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24 01:48:00.123456789 +0000 UTC").unwrap(),
+            2_184_544_080
+        );
+        // Another offset and its abbreviation; Go's numeric stand-in for a nameless zone.
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24 03:48:00 +0200 CEST").unwrap(),
+            2_184_544_080
+        );
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24 04:48:00 +0300 +03").unwrap(),
+            2_184_544_080
+        );
+        // Without the abbreviation.
+        assert_eq!(
+            parse_origin_ca_time("2039-03-23 20:48:00 -0500").unwrap(),
+            2_184_544_080
+        );
+    }
+
+    #[test]
+    fn origin_ca_expiry_in_rfc3339() {
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24T01:48:00Z").unwrap(),
+            2_184_544_080
+        );
+        assert_eq!(
+            parse_origin_ca_time("2014-01-01T05:20:00.12345Z").unwrap(),
+            1_388_553_600
+        );
+        assert_eq!(
+            parse_origin_ca_time("2039-03-24T03:48:00+02:00").unwrap(),
+            2_184_544_080
+        );
+    }
+
+    #[test]
+    fn origin_ca_expiry_refuses_other_text() {
+        for bad in [
+            "",
+            "yesterday",
+            "2039-03-24 01:48:00",
+            "2039-03-24 01:48:00 UTC",
+            "2039-03-24 01:48:00 +0000 UTC extra",
+            "2039-03-24 01:48:00 +0000 utc",
+            "2039-03-24  01:48:00 +0000 UTC",
+            "2039-13-24 01:48:00 +0000 UTC",
+            "1712345678",
+        ] {
+            let err = parse_origin_ca_time(bad).unwrap_err().to_string();
+            assert!(err.contains("neither Go's time layout"), "{bad:?}: {err}");
+        }
     }
 }

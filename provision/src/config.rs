@@ -128,8 +128,9 @@ pub struct Overrides {
 pub struct Config {
     /// The cache's public name, e.g. `cache.example.com`.
     pub hostname: String,
-    /// The Cloudflare zone that holds `hostname`, e.g. `example.com`.
-    pub zone: String,
+    /// The Cloudflare zone that holds `hostname`, e.g. `example.com`; when unset, the
+    /// longest of the account's zones that is a suffix of the hostname.
+    pub zone: Option<String>,
     pub region: String,
     pub bucket: String,
     pub versioning: bool,
@@ -183,8 +184,7 @@ impl Config {
             .zone
             .clone()
             .or(file.zone)
-            .map(|z| z.trim_end_matches('.').to_ascii_lowercase())
-            .unwrap_or_else(|| parent_zone(&hostname));
+            .map(|z| z.trim_end_matches('.').to_ascii_lowercase());
         let config = Self {
             zone,
             region: o
@@ -258,12 +258,13 @@ impl Config {
             "config: hostname {:?} is not a DNS name",
             self.hostname
         );
-        ensure!(
-            self.hostname == self.zone || self.hostname.ends_with(&format!(".{}", self.zone)),
-            "config: hostname {} is not inside zone {}",
-            self.hostname,
-            self.zone
-        );
+        if let Some(zone) = &self.zone {
+            ensure!(
+                self.hostname == *zone || self.hostname.ends_with(&format!(".{zone}")),
+                "config: hostname {} is not inside zone {zone}",
+                self.hostname,
+            );
+        }
         ensure!(
             !self.region.is_empty()
                 && self
@@ -356,18 +357,15 @@ impl Config {
         format!("{}-worker-read", self.bucket)
     }
 
-    /// Prefix of the DigitalOcean certificates that hold this hostname's origin certificates.
+    /// Prefix of the DigitalOcean certificates that hold this hostname's origin certificates:
+    /// the hostname with `-` doubled and `.` as `-`, so names that only look alike stay apart
+    /// (`cache.example.com` → `cache-example-com-origin-`, `cache-example.com` →
+    /// `cache--example-com-origin-`).
     pub fn do_certificate_prefix(&self) -> String {
-        format!("{}-origin-", self.hostname.replace('.', "-"))
-    }
-}
-
-fn parent_zone(hostname: &str) -> String {
-    let labels: Vec<&str> = hostname.split('.').collect();
-    if labels.len() > 2 {
-        labels[labels.len() - 2..].join(".")
-    } else {
-        hostname.to_owned()
+        format!(
+            "{}-origin-",
+            self.hostname.replace('-', "--").replace('.', "-")
+        )
     }
 }
 
@@ -397,7 +395,8 @@ mod tests {
     #[test]
     fn defaults_match_the_seed() {
         let c = Config::resolve(FileConfig::default(), &with_hostname()).unwrap();
-        assert_eq!(c.zone, "example.com");
+        // Found from the account's zones at run time.
+        assert_eq!(c.zone, None);
         assert_eq!(
             (c.region.as_str(), c.bucket.as_str()),
             ("fra1", "nix-store")
@@ -421,6 +420,21 @@ mod tests {
             "nix-store.fra1.cdn.digitaloceanspaces.com"
         );
         assert_eq!(c.do_certificate_prefix(), "cache-example-com-origin-");
+        let look_alike = Config::resolve(
+            FileConfig::default(),
+            &Overrides {
+                hostname: Some("cache-example.com".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            look_alike.do_certificate_prefix(),
+            "cache--example-com-origin-"
+        );
+        assert!(!look_alike
+            .do_certificate_prefix()
+            .starts_with(&c.do_certificate_prefix()));
     }
 
     #[test]
@@ -450,7 +464,7 @@ mod tests {
         };
         let c = Config::resolve(file, &o).unwrap();
         assert_eq!(c.hostname, "nix.example.org");
-        assert_eq!(c.zone, "example.org");
+        assert_eq!(c.zone, None, "found from the account's zones at run time");
         assert_eq!(c.region, "nyc3");
         assert!(!c.public_reads);
         assert_eq!(c.expiration_days, 90);

@@ -118,6 +118,23 @@ impl Env {
 }
 
 /// `https://<region>.digitaloceanspaces.com`.
+/// The Worker's own secrets that provision passes on from its environment when set
+/// (DESIGN.md): `TOKEN_SECRET` (access tokens) and `SIGNING_KEY` (narinfo signing).
+pub const WORKER_SECRETS_FROM_ENV: [&str; 2] = ["TOKEN_SECRET", "SIGNING_KEY"];
+
+/// Those of [`WORKER_SECRETS_FROM_ENV`] that are set (and not empty), with their values.
+pub fn worker_secrets_from_env(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Vec<(&'static str, Secret)> {
+    WORKER_SECRETS_FROM_ENV
+        .iter()
+        .filter_map(|name| {
+            let value = lookup(name).filter(|v| !v.trim().is_empty())?;
+            Some((*name, Secret::new(value)))
+        })
+        .collect()
+}
+
 pub fn default_spaces_endpoint(region: &str) -> String {
     format!("https://{region}.digitaloceanspaces.com")
 }

@@ -75,20 +75,22 @@ pub struct Executor<'a> {
     current_do: Option<(String, String)>,
     /// The CDN endpoint's hostname, the CNAME's target.
     cdn_endpoint: String,
+    /// `TOKEN_SECRET` and `SIGNING_KEY` from the environment, for the Worker's secrets.
+    env_secrets: &'a [(&'static str, Secret)],
     /// Notes for the end of the run.
     pub notes: Vec<String>,
 }
 
 impl<'a> Executor<'a> {
     pub fn new(
-        p: &'a Providers,
-        d: &'a Desired,
+        session: &'a crate::command::Session,
         world: &'a World,
         changes: &[Change],
         key_type: certs::KeyType,
         validity_days: u32,
         key_out: Option<PathBuf>,
     ) -> Self {
+        let (p, d) = (&session.providers, &session.desired);
         let current_do = changes.iter().find_map(|c| match &c.resource {
             Resource::DoCertificate { id: Some(id) } => Some((id.clone(), c.reason.clone())),
             _ => None,
@@ -109,13 +111,14 @@ impl<'a> Executor<'a> {
             issued: None,
             current_do,
             cdn_endpoint,
+            env_secrets: &session.worker_env_secrets,
             notes: Vec::new(),
         }
     }
 
-    /// Performs one change (an `Unchanged` one is a no-op).
+    /// Performs one change (an `Unchanged` or `Wait` one is a no-op).
     pub fn run(&mut self, change: &Change) -> anyhow::Result<()> {
-        if !change.is_change() {
+        if !change.is_change() || change.action == Action::Wait {
             return Ok(());
         }
         let d = self.d;
@@ -164,6 +167,7 @@ impl<'a> Executor<'a> {
             Resource::CdnEndpoint { id } => self.converge_cdn(id.as_deref())?,
             Resource::DnsRecord { id } => self.converge_cname(id.as_deref())?,
             Resource::WorkerKey { .. } => self.make_worker_key()?,
+            Resource::WorkerSecret { name } => self.put_env_secret(name)?,
             Resource::OldDoCertificate { id, name } => {
                 self.delete(
                     self.p.digitalocean.send(&dig::DeleteCertificate { id }),
@@ -208,13 +212,6 @@ impl<'a> Executor<'a> {
             "    generated a new {} key (kept in memory only)",
             self.key_type.as_str()
         );
-        if let Some(path) = &self.key_out {
-            certs::write_private_key(path, &key)?;
-            println!(
-                "    wrote the private key to {} (mode 0600)",
-                path.display()
-            );
-        }
         let csr = key.csr(&d.hostname)?;
         let hostnames = vec![d.hostname.clone()];
         let call = cf::CreateOriginCertificate {
@@ -230,11 +227,12 @@ impl<'a> Executor<'a> {
             )
         };
         let zone_id = self.world.zone_id.as_str();
+        let zone = self.world.observed.zone.as_str();
         let issued = create_or_find(
             || self.p.cloudflare.send(&call),
             || {
                 // Issued although the answer was lost: the same CSR is listed.
-                observe::list_origin_certificates(self.p, zone_id, &d.zone)
+                observe::list_origin_certificates(self.p, zone_id, zone)
                     .ok()?
                     .into_iter()
                     .find(|c| {
@@ -265,6 +263,14 @@ impl<'a> Executor<'a> {
             d.hostname,
             certs::date(facts.not_after)
         );
+        // Only now that its certificate exists is the key worth keeping.
+        if let Some(path) = &self.key_out {
+            certs::write_private_key(path, &key)?;
+            println!(
+                "    wrote the private key to {} (mode 0600)",
+                path.display()
+            );
+        }
         self.issued = Some(Issued {
             key,
             origin_id: issued.id,
@@ -439,16 +445,14 @@ impl<'a> Executor<'a> {
                     })
                 },
                 || {
-                    let found = self
-                        .p
-                        .cloudflare
-                        .send(&cf::ListDnsRecords {
-                            zone_id,
-                            name: &d.hostname,
-                        })
+                    // Made although the answer was lost: provision's comment is on it.
+                    let found = observe::list_dns_records(self.p, zone_id, &d.hostname)
                         .ok()?
                         .into_iter()
-                        .find(|r| r.record_type == "CNAME")?;
+                        .find(|r| {
+                            r.record_type == "CNAME"
+                                && r.comment.as_deref() == Some(observe::DNS_COMMENT)
+                        })?;
                     Some(update(&found.id))
                 },
             )
@@ -466,18 +470,20 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// Step 10: the Worker's read-only key, handed straight to where the Worker reads it.
+    /// Step 10: a new read-only key for the Worker, handed straight to where the Worker reads
+    /// it. Made under the pending name; renamed to the confirmed name only once its secret is
+    /// handed over; the keys it replaces are deleted by the steps after this one.
     fn make_worker_key(&mut self) -> anyhow::Result<()> {
         let d = self.d;
-        let name = d.worker_key_name.as_str();
+        let pending = d.worker_key_pending_name.as_str();
         let call = dig::CreateSpacesKey {
-            name,
+            name: pending,
             grants: vec![dig::Grant {
                 bucket: d.bucket.clone(),
                 permission: "read".into(),
             }],
         };
-        let context = || format!("apply: spaces key {name}: create");
+        let context = || format!("apply: spaces key {pending}: create");
         let known: Vec<&str> = self
             .world
             .observed
@@ -490,7 +496,7 @@ impl<'a> Executor<'a> {
             || {
                 // A key made by a lost call is useless (its secret is shown only once):
                 // remove it, and let the create run again.
-                for k in observe::list_worker_keys(self.p, name).ok()? {
+                for (_, k) in observe::list_worker_keys(self.p, d).ok()? {
                     if known.contains(&k.access_key.as_str()) {
                         continue;
                     }
@@ -511,7 +517,7 @@ impl<'a> Executor<'a> {
         )
         .with_context(context)?;
         println!(
-            "    created {} with read on {}",
+            "    created {} as {pending} with read on {}",
             created.access_key, d.bucket
         );
         let access_key = Secret::new(created.access_key.clone());
@@ -521,17 +527,7 @@ impl<'a> Executor<'a> {
                     .iter()
                     .zip([&access_key, &created.secret_key])
                 {
-                    self.p
-                        .cloudflare
-                        .send(&cf::PutWorkerSecret {
-                            account_id,
-                            script,
-                            name: secret_name,
-                            text,
-                        })
-                        .with_context(|| {
-                            format!("apply: Worker {script}: secret {secret_name}: put")
-                        })?;
+                    self.put_worker_secret(account_id, script, secret_name, text)?;
                 }
                 println!(
                     "    stored as Worker {script}'s secrets {} and {} (never shown)",
@@ -547,18 +543,68 @@ impl<'a> Executor<'a> {
                     .to_string(),
                 );
                 certs::write_secret_file(path, &json)
-                    .with_context(|| format!("apply: spaces key {name}: secrets file"))?;
+                    .with_context(|| format!("apply: spaces key {pending}: secrets file"))?;
                 println!("    wrote {} (mode 0600)", path.display());
                 self.notes.push(format!(
                     "The Worker's read-only Spaces key is in {} (mode 0600): run \
-                     `wrangler secret bulk {}`. Keep the file private; provision checks that it \
-                     exists to know the key was handed over (set CLOUDFLARE_ACCOUNT_ID and \
-                     worker.name to store it straight into the Worker instead).",
+                     `npx wrangler secret bulk {}`, then delete the file. It is a hand-over, \
+                     not state: provision does not need it afterwards (set \
+                     CLOUDFLARE_ACCOUNT_ID and worker.name to store the key straight into the \
+                     Worker instead).",
                     path.display(),
                     path.display()
                 ));
             }
         }
+        let confirmed = d.worker_key_name.as_str();
+        self.p
+            .digitalocean
+            .send(&dig::RenameSpacesKey {
+                access_key: &created.access_key,
+                name: confirmed,
+            })
+            .with_context(|| {
+                format!(
+                    "apply: spaces key {}: rename {pending} → {confirmed} (its secret is handed \
+                     over)",
+                    created.access_key
+                )
+            })?;
+        println!("    renamed to {confirmed}: the Worker's key");
+        Ok(())
+    }
+
+    fn put_worker_secret(
+        &self,
+        account_id: &str,
+        script: &str,
+        name: &str,
+        text: &Secret,
+    ) -> anyhow::Result<()> {
+        self.p
+            .cloudflare
+            .send(&cf::PutWorkerSecret {
+                account_id,
+                script,
+                name,
+                text,
+            })
+            .map(drop)
+            .with_context(|| {
+                format!("apply: Worker {script}: secret {name}: put (is the Worker deployed?)")
+            })
+    }
+
+    /// A secret from provision's environment, stored under its own name.
+    fn put_env_secret(&mut self, name: &str) -> anyhow::Result<()> {
+        let WorkerSecretsTarget::Cloudflare { account_id, script } = &self.d.worker_secrets else {
+            bail!("apply: worker secret {name}: provision does not manage the Worker's secrets");
+        };
+        let Some((_, text)) = self.env_secrets.iter().find(|(n, _)| *n == name) else {
+            bail!("apply: worker secret {name}: ${name} is not set");
+        };
+        self.put_worker_secret(account_id, script, name, text)?;
+        println!("    stored ${name} as Worker {script}'s secret {name} (never shown)");
         Ok(())
     }
 

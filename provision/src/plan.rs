@@ -43,7 +43,8 @@ pub enum WorkerSecretsTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     pub hostname: String,
-    pub zone: String,
+    /// The zone when the config names it; otherwise found from the account's zones.
+    pub zone: Option<String>,
     pub region: String,
     pub bucket: String,
     pub lifecycle: Lifecycle,
@@ -57,14 +58,25 @@ pub struct Desired {
     pub cdn_certificate: CdnCertificate,
     pub do_certificate_prefix: String,
     pub rotate_within_days: u32,
+    /// The Worker's key once its secret is handed over.
     pub worker_key_name: String,
+    /// The Worker's key from its creation until its secret is handed over.
+    pub worker_key_pending_name: String,
     pub worker_secrets: WorkerSecretsTarget,
+    /// Names of the Worker secrets set in provision's environment (`TOKEN_SECRET`,
+    /// `SIGNING_KEY`), stored as the Worker's secrets of the same names.
+    pub env_worker_secrets: Vec<String>,
     /// The current time, Unix seconds.
     pub now: i64,
 }
 
 impl Desired {
-    pub fn from_config(config: &Config, cloudflare_account_id: Option<&str>, now: i64) -> Self {
+    pub fn from_config(
+        config: &Config,
+        cloudflare_account_id: Option<&str>,
+        env_worker_secrets: Vec<String>,
+        now: i64,
+    ) -> Self {
         let worker_secrets = match (cloudflare_account_id, &config.worker_name) {
             (Some(account_id), Some(script)) => WorkerSecretsTarget::Cloudflare {
                 account_id: account_id.to_owned(),
@@ -93,7 +105,9 @@ impl Desired {
             do_certificate_prefix: config.do_certificate_prefix(),
             rotate_within_days: config.rotate_within_days,
             worker_key_name: config.worker_key_name(),
+            worker_key_pending_name: format!("{}-pending", config.worker_key_name()),
             worker_secrets,
+            env_worker_secrets,
             now,
         }
     }
@@ -114,14 +128,16 @@ impl Desired {
 
 pub use crate::api::spaces::anonymous_read_policy;
 
-/// A Cloudflare Origin CA certificate for the hostname.
+/// A Cloudflare Origin CA certificate provision made for the hostname.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginCertificate {
     pub id: String,
     pub expires_at: i64,
+    /// SHA-1 of the certificate's DER, lower-case hex.
+    pub sha1_fingerprint: Option<String>,
 }
 
-/// A DigitalOcean certificate whose name has this hostname's prefix.
+/// A DigitalOcean certificate that holds one of provision's origin certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoCertificate {
     pub id: String,
@@ -142,16 +158,40 @@ pub struct CdnEndpoint {
 /// A DNS record named like the hostname.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsRecord {
+    /// Whether it carries provision's comment (provision made it).
+    pub ours: bool,
     pub id: String,
     pub record_type: String,
     pub content: String,
     pub proxied: bool,
 }
 
-/// A Spaces key named like the Worker's key.
+/// Where a Worker key is in its life, recorded in its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Made; its secret may or may not have reached the Worker.
+    Pending,
+    /// Its secret was handed over (stored in the Worker, or written for `wrangler`).
+    Confirmed,
+}
+
+/// What Cloudflare shows of the Worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WorkerObserved {
+    /// provision does not store the Worker's secrets (no account id or script name).
+    #[default]
+    NotManaged,
+    /// The script does not exist yet: Cloudflare answers 10007 `script_not_found`.
+    NotDeployed,
+    /// The script exists; the names of its secrets.
+    Deployed { secrets: Vec<String> },
+}
+
+/// A Spaces key named like the Worker's key (confirmed or pending).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpacesKey {
     pub access_key: String,
+    pub state: KeyState,
     /// Its grants as (bucket, permission).
     pub grants: Vec<(String, String)>,
 }
@@ -159,6 +199,8 @@ pub struct SpacesKey {
 /// What the providers hold now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
+    /// The zone that holds the hostname.
+    pub zone: String,
     pub bucket_exists: bool,
     pub lifecycle: Option<Lifecycle>,
     /// `Some(true)` enabled, `Some(false)` suspended, `None` never set.
@@ -171,8 +213,7 @@ pub struct Observed {
     pub cdn: Option<CdnEndpoint>,
     pub dns: Vec<DnsRecord>,
     pub worker_keys: Vec<SpacesKey>,
-    /// Whether the Worker's two secrets exist (in Cloudflare, or as the secrets file).
-    pub worker_secrets_present: bool,
+    pub worker: WorkerObserved,
 }
 
 /// What kind of change.
@@ -184,6 +225,9 @@ pub enum Action {
     Unchanged,
     Delete,
     Replace,
+    /// Cannot happen yet: it waits on something outside provision (the reason says what to
+    /// run). `apply` does not fail on it; `plan` counts it as a change.
+    Wait,
 }
 
 impl Action {
@@ -195,6 +239,7 @@ impl Action {
             Self::Unchanged => "=",
             Self::Delete => "-",
             Self::Replace => "-/+",
+            Self::Wait => "..",
         }
     }
 
@@ -205,6 +250,7 @@ impl Action {
             Self::Unchanged => "unchanged",
             Self::Delete => "delete",
             Self::Replace => "replace",
+            Self::Wait => "waiting",
         }
     }
 }
@@ -235,6 +281,10 @@ pub enum Resource {
     /// The Worker's read-only Spaces key and where its secret is stored.
     WorkerKey {
         access_key: Option<String>,
+    },
+    /// A secret from provision's environment (`TOKEN_SECRET`, `SIGNING_KEY`) in the Worker.
+    WorkerSecret {
+        name: String,
     },
     /// A DigitalOcean certificate that is no longer needed.
     OldDoCertificate {
@@ -288,6 +338,7 @@ impl fmt::Display for Resource {
             Self::CdnEndpoint { id: i } => write!(f, "cdn endpoint{}", id(i)),
             Self::DnsRecord { id: i } => write!(f, "dns record{}", id(i)),
             Self::WorkerKey { access_key } => write!(f, "worker spaces key{}", id(access_key)),
+            Self::WorkerSecret { name } => write!(f, "worker secret {name}"),
             Self::OldDoCertificate { id, name } => {
                 write!(f, "digitalocean certificate {id} ({name})")
             }
@@ -577,18 +628,28 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
         }
     };
 
-    // 9. Proxied CNAME.
-    let cname = observed.dns.iter().find(|r| r.record_type == "CNAME");
+    // 9. Proxied CNAME: provision's own record (its comment says so); a record provision did
+    // not make that holds the name is left alone, and the step waits for it to go.
+    let cname = observed
+        .dns
+        .iter()
+        .find(|r| r.ours && r.record_type == "CNAME");
+    let blocking = observed
+        .dns
+        .iter()
+        .find(|r| !r.ours && matches!(r.record_type.as_str(), "CNAME" | "A" | "AAAA"));
     let target = format!("{} → {cdn_endpoint}, proxied", desired.hostname);
-    changes.push(match cname {
-        Some(r) if r.content.trim_end_matches('.') == cdn_endpoint && r.proxied => Change::new(
-            Resource::DnsRecord {
-                id: Some(r.id.clone()),
-            },
-            Action::Unchanged,
-            format!("CNAME {target}"),
-        ),
-        Some(r) => Change::new(
+    changes.push(match (cname, blocking) {
+        (Some(r), _) if r.content.trim_end_matches('.') == cdn_endpoint && r.proxied => {
+            Change::new(
+                Resource::DnsRecord {
+                    id: Some(r.id.clone()),
+                },
+                Action::Unchanged,
+                format!("CNAME {target}"),
+            )
+        }
+        (Some(r), _) => Change::new(
             Resource::DnsRecord {
                 id: Some(r.id.clone()),
             },
@@ -599,48 +660,27 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
                 if r.proxied { ", proxied" } else { ", DNS only" }
             ),
         ),
-        None => Change::new(
+        (None, Some(r)) => Change::new(
+            Resource::DnsRecord { id: None },
+            Action::Wait,
+            format!(
+                "CNAME {target}: {} already holds the name with a {} record → {} that \
+                 provision did not make; provision leaves it alone. Remove it (or choose \
+                 another hostname), then run `cargo run -p provision -- apply`",
+                desired.hostname, r.record_type, r.content
+            ),
+        ),
+        (None, None) => Change::new(
             Resource::DnsRecord { id: None },
             Action::Create,
-            format!("CNAME {target} in zone {}", desired.zone),
+            format!("CNAME {target} in zone {}", observed.zone),
         ),
     });
 
-    // 10. The Worker's read-only key.
-    let where_to = match &desired.worker_secrets {
-        WorkerSecretsTarget::Cloudflare { script, .. } => {
-            format!("stored as Worker {script}'s secrets")
-        }
-        WorkerSecretsTarget::File(path) => {
-            format!("written to {} for `wrangler secret bulk`", path.display())
-        }
-    };
-    let read_only = |k: &SpacesKey| k.grants == [(desired.bucket.clone(), "read".to_owned())];
-    let kept_key = observed.worker_keys.iter().find(|k| read_only(k));
-    let kept_key = kept_key.filter(|_| observed.worker_secrets_present);
-    match (kept_key, observed.worker_keys.first()) {
-        (Some(k), _) => changes.push(Change::new(
-            Resource::WorkerKey {
-                access_key: Some(k.access_key.clone()),
-            },
-            Action::Unchanged,
-            format!("{}: read on {bucket}, {where_to}", desired.worker_key_name),
-        )),
-        (None, Some(_)) => changes.push(Change::new(
-            Resource::WorkerKey { access_key: None },
-            Action::Replace,
-            format!(
-                "{}: a key by this name exists but its secret was not stored (a secret is shown \
-                 only once): new key with read on {bucket}, {where_to}",
-                desired.worker_key_name
-            ),
-        )),
-        (None, None) => changes.push(Change::new(
-            Resource::WorkerKey { access_key: None },
-            Action::Create,
-            format!("{}: read on {bucket}, {where_to}", desired.worker_key_name),
-        )),
-    }
+    // 10. The Worker's read-only key, and the secrets from provision's environment.
+    let (key_change, stale_keys) = worker_key(desired, observed);
+    changes.push(key_change);
+    changes.extend(worker_env_secrets(desired, observed));
 
     // 11. Clean-up, after the CDN and the CNAME point at the current resources.
     for d in &observed.do_certificates {
@@ -679,18 +719,171 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
             ));
         }
     }
-    for k in &observed.worker_keys {
-        if Some(&k.access_key) != kept_key.map(|k| &k.access_key) {
-            changes.push(Change::new(
-                Resource::OldWorkerKey {
-                    access_key: k.access_key.clone(),
-                },
-                Action::Delete,
-                "not the Worker's current key",
-            ));
-        }
+    for access_key in stale_keys {
+        changes.push(Change::new(
+            Resource::OldWorkerKey { access_key },
+            Action::Delete,
+            "not the Worker's key: deleted once the new key is handed over",
+        ));
     }
     changes
+}
+
+/// The command that deploys the Worker, then the one that finishes the job.
+pub const DEPLOY_THEN_APPLY: &str =
+    "run `npx wrangler deploy`, then `cargo run -p provision -- apply`";
+
+/// Step 10: the Worker's key, and the keys to delete once it is handed over.
+///
+/// The key's name records its state: `<bucket>-worker-read-pending` from its creation until
+/// its secret is handed over, then `<bucket>-worker-read`. Exactly one confirmed key (and, when
+/// provision stores the Worker's secrets, both secrets present) is the Worker's key. Anything
+/// else (pending keys left by an interrupted apply, several confirmed keys, missing secrets,
+/// wrong grants) leaves no proof of which key the Worker holds: a fresh key is made and handed
+/// over first, and only then are the others deleted, so the key in use is never deleted
+/// before its replacement is stored.
+fn worker_key(desired: &Desired, observed: &Observed) -> (Change, Vec<String>) {
+    let bucket = &desired.bucket;
+    let name = &desired.worker_key_name;
+    let where_to = match &desired.worker_secrets {
+        WorkerSecretsTarget::Cloudflare { script, .. } => {
+            format!("stored as Worker {script}'s secrets")
+        }
+        WorkerSecretsTarget::File(path) => {
+            format!("written to {} for `wrangler secret bulk`", path.display())
+        }
+    };
+    if observed.worker == WorkerObserved::NotDeployed {
+        let script = match &desired.worker_secrets {
+            WorkerSecretsTarget::Cloudflare { script, .. } => script.as_str(),
+            WorkerSecretsTarget::File(_) => "",
+        };
+        return (
+            Change::new(
+                Resource::WorkerKey { access_key: None },
+                Action::Wait,
+                format!(
+                    "{name}: the Worker {script} is not deployed yet (Cloudflare: script not \
+                     found), so its secrets cannot be stored and no key is made: \
+                     {DEPLOY_THEN_APPLY}"
+                ),
+            ),
+            Vec::new(),
+        );
+    }
+    let read_only = |k: &SpacesKey| k.grants == [(bucket.clone(), "read".to_owned())];
+    let secrets_present = match &observed.worker {
+        WorkerObserved::Deployed { secrets } => crate::observe::WORKER_SECRET_NAMES
+            .iter()
+            .all(|n| secrets.iter().any(|s| s == n)),
+        _ => true,
+    };
+    let all: Vec<String> = observed
+        .worker_keys
+        .iter()
+        .map(|k| k.access_key.clone())
+        .collect();
+    match observed.worker_keys.as_slice() {
+        [k] if k.state == KeyState::Confirmed && read_only(k) && secrets_present => (
+            Change::new(
+                Resource::WorkerKey {
+                    access_key: Some(k.access_key.clone()),
+                },
+                Action::Unchanged,
+                format!("{name}: read on {bucket}, {where_to}"),
+            ),
+            Vec::new(),
+        ),
+        [] => (
+            Change::new(
+                Resource::WorkerKey { access_key: None },
+                Action::Create,
+                format!("{name}: read on {bucket}, {where_to}"),
+            ),
+            Vec::new(),
+        ),
+        keys => {
+            let pending = keys.iter().filter(|k| k.state == KeyState::Pending).count();
+            let confirmed = keys.len() - pending;
+            let why = if pending > 0 {
+                format!(
+                    "{pending} key(s) left pending by an interrupted apply, so which key the \
+                     Worker holds is unknown"
+                )
+            } else if confirmed > 1 {
+                format!("{confirmed} keys by this name, so which one the Worker holds is unknown")
+            } else if !secrets_present {
+                "the Worker's secrets are missing (a secret is shown only once)".to_owned()
+            } else {
+                format!("the key's grants are not read on {bucket} alone")
+            };
+            (
+                Change::new(
+                    Resource::WorkerKey { access_key: None },
+                    Action::Replace,
+                    format!(
+                        "{name}: {why}: a new key with read on {bucket}, {where_to}, then the \
+                         others deleted"
+                    ),
+                ),
+                all,
+            )
+        }
+    }
+}
+
+/// When provision does not store the Worker's secrets, what to run for those set in its
+/// environment (the commands name the variable; its value is never printed).
+pub fn unmanaged_secret_notes(desired: &Desired) -> Vec<String> {
+    if !matches!(desired.worker_secrets, WorkerSecretsTarget::File(_)) {
+        return Vec::new();
+    }
+    desired
+        .env_worker_secrets
+        .iter()
+        .map(|name| {
+            format!(
+                "${name} is set but provision does not manage the Worker's secrets (set \
+                 CLOUDFLARE_ACCOUNT_ID and worker.name for that): run \
+                 `printf %s \"${name}\" | npx wrangler secret put {name}`"
+            )
+        })
+        .collect()
+}
+
+/// The Worker secrets from provision's environment: stored when the Worker lacks them. Their
+/// values cannot be read back, so one that exists is left as it is.
+fn worker_env_secrets(desired: &Desired, observed: &Observed) -> Vec<Change> {
+    let present: &[String] = match &observed.worker {
+        WorkerObserved::NotManaged => return Vec::new(),
+        WorkerObserved::NotDeployed => &[],
+        WorkerObserved::Deployed { secrets } => secrets,
+    };
+    desired
+        .env_worker_secrets
+        .iter()
+        .map(|name| {
+            let resource = Resource::WorkerSecret { name: name.clone() };
+            if observed.worker == WorkerObserved::NotDeployed {
+                Change::new(
+                    resource,
+                    Action::Wait,
+                    format!("from ${name}: the Worker is not deployed yet: {DEPLOY_THEN_APPLY}"),
+                )
+            } else if present.contains(name) {
+                Change::new(
+                    resource,
+                    Action::Unchanged,
+                    format!(
+                        "exists (its value cannot be read back; to change it, run \
+                         `npx wrangler secret put {name}`)"
+                    ),
+                )
+            } else {
+                Change::new(resource, Action::Create, format!("from ${name}"))
+            }
+        })
+        .collect()
 }
 
 fn one_line(text: &str) -> String {
@@ -709,7 +902,11 @@ pub fn destroy_plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
             format!("{} (the Worker's read-only key)", desired.worker_key_name),
         ));
     }
-    for r in observed.dns.iter().filter(|r| r.record_type == "CNAME") {
+    for r in observed
+        .dns
+        .iter()
+        .filter(|r| r.ours && r.record_type == "CNAME")
+    {
         changes.push(Change::new(
             Resource::DnsRecord {
                 id: Some(r.id.clone()),

@@ -18,9 +18,9 @@ mod moto;
 use moto::{free_port, start_moto};
 use nix_spaces_cache::sigv4::Credentials;
 use provision::api::spaces::{
-    anonymous_read_policy, policy_equivalent, BucketStatus, Lifecycle, SpacesClient, SpacesError,
-    Versioning,
+    anonymous_read_policy, policy_equivalent, BucketStatus, Lifecycle, SpacesClient, Versioning,
 };
+use provision::api::ApiError;
 
 const REGION: &str = "fra1";
 
@@ -263,24 +263,28 @@ fn moto_bucket_settings_round_trip() {
     let wrong = client(&moto.url(), &key_id, "not-the-secret-0123456789");
     let err = wrong.get_versioning(bucket).unwrap_err();
     match &err {
-        SpacesError::Http {
-            op,
+        ApiError::Status {
+            provider,
+            call,
             resource,
             status,
-            code,
+            codes,
             ..
         } => {
-            assert_eq!(*op, "GetBucketVersioning");
+            assert_eq!(*provider, "Spaces");
+            assert_eq!(call, "GetBucketVersioning");
             assert_eq!(resource, "s3://nix-store");
             assert_eq!(*status, 403);
-            assert_eq!(code.as_deref(), Some("SignatureDoesNotMatch"));
+            assert_eq!(codes, &["SignatureDoesNotMatch"]);
         }
         other => panic!("expected an HTTP error, got {other:?}"),
     }
     assert!(err.is_credentials());
     let text = err.to_string();
     assert!(
-        text.starts_with("GetBucketVersioning s3://nix-store: HTTP 403 SignatureDoesNotMatch"),
+        text.starts_with(
+            "Spaces answered HTTP 403 SignatureDoesNotMatch to GetBucketVersioning s3://nix-store"
+        ),
         "{text}"
     );
     assert!(!text.contains(&secret) && !format!("{err:?}").contains(&secret));
@@ -301,7 +305,7 @@ fn moto_bucket_settings_round_trip() {
     let err = wrong.head_bucket(bucket).unwrap_err();
     assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err}");
     assert!(
-        err.to_string().starts_with("HeadBucket s3://nix-store"),
+        err.to_string().contains("to HeadBucket s3://nix-store"),
         "{err}"
     );
 
@@ -387,7 +391,7 @@ fn s3s_fs_objects_round_trip_and_bucket_settings_not_implemented() {
     assert_eq!(s3.count_objects(bucket).unwrap(), 0);
 
     // Bucket settings: s3s-fs answers 501, and the error says so and names the call.
-    let checks: Vec<(&str, Result<(), SpacesError>)> = vec![
+    let checks: Vec<(&str, Result<(), ApiError>)> = vec![
         ("GetBucketVersioning", s3.get_versioning(bucket).map(drop)),
         ("PutBucketVersioning", s3.put_versioning(bucket, true)),
         (
@@ -409,7 +413,9 @@ fn s3s_fs_objects_round_trip_and_bucket_settings_not_implemented() {
         assert!(err.is_not_implemented(), "{op}: {err}");
         let text = err.to_string();
         assert!(
-            text.starts_with(&format!("{op} s3://nix-store: HTTP 501")),
+            text.starts_with(&format!(
+                "Spaces answered HTTP 501 NotImplemented to {op} s3://nix-store"
+            )),
             "{text}"
         );
         assert!(text.contains("does not implement"), "{text}");
@@ -529,13 +535,21 @@ fn retries_stop_and_a_refused_connection_names_the_call() {
     .with_retry(Duration::from_millis(5), 3);
     let err = s3.get_policy("nix-store").unwrap_err();
     match &err {
-        SpacesError::Transport { op, resource, .. } => {
-            assert_eq!(*op, "GetBucketPolicy");
+        ApiError::Transport {
+            provider,
+            call,
+            resource,
+            attempts,
+            ..
+        } => {
+            assert_eq!(*provider, "Spaces");
+            assert_eq!(call, "GetBucketPolicy");
             assert_eq!(resource, "s3://nix-store");
+            assert_eq!(*attempts, 3);
         }
         other => panic!("expected a transport error, got {other:?}"),
     }
     assert!(err
         .to_string()
-        .starts_with("GetBucketPolicy s3://nix-store: no answer"));
+        .starts_with("Spaces: GetBucketPolicy s3://nix-store: no answer"));
 }

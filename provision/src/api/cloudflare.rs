@@ -9,18 +9,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{exchange, parse_json, segment, ApiError, Call, HttpSettings};
+use super::send::{Auth, Sender};
+use super::{all_pages, json_request, parse_json, segment, ApiError, Call, HttpSettings, Page};
 use crate::env::Secret;
 
 const PROVIDER: &str = "Cloudflare";
 
-/// The Cloudflare API client: one [`Client::send`] for every call.
+/// The Cloudflare API client: every call goes through [`Client::send`] (or [`Client::list`]).
 #[derive(Debug)]
 pub struct Client {
-    base_url: String,
-    token: Secret,
-    agent: ureq::Agent,
-    settings: HttpSettings,
+    sender: Sender,
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +27,35 @@ struct Envelope<T> {
     #[serde(default)]
     errors: Vec<CfError>,
     result: Option<T>,
+    /// On lists: `{page, per_page, count, total_count, total_pages}` (some lists omit parts).
+    #[serde(default)]
+    result_info: Option<ResultInfo>,
+}
+
+/// A list answer's paging facts.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct ResultInfo {
+    page: Option<u32>,
+    per_page: Option<u32>,
+    count: Option<u32>,
+    total_pages: Option<u32>,
+}
+
+impl ResultInfo {
+    /// Whether another page follows: `total_pages` when given, else a full page.
+    fn more(&self, page: u32, got: usize) -> bool {
+        match (self.total_pages, self.per_page.or(self.count)) {
+            (Some(total), _) => self.page.unwrap_or(page) < total,
+            (None, Some(per_page)) => per_page > 0 && got >= per_page as usize,
+            (None, None) => false,
+        }
+    }
+}
+
+/// A list call that takes a page number.
+pub trait PagedCall: Call {
+    /// The same call for page `page` (from 1).
+    fn page(&self, page: u32) -> Self;
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,13 +65,10 @@ struct CfError {
 }
 
 impl Client {
-    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Self {
-        Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            token,
-            agent: settings.agent(),
-            settings,
-        }
+    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Result<Self, ApiError> {
+        Ok(Self {
+            sender: Sender::new(PROVIDER, base_url, Auth::Bearer(token), settings)?,
+        })
     }
 
     /// Sends `call` and returns the envelope's `result`.
@@ -52,54 +76,76 @@ impl Client {
     where
         C::Response: DeserializeOwned,
     {
-        let method = call.method();
-        let path = call.path();
-        let url = format!("{}{}", self.base_url, path);
-        let auth = Zeroizing::new(format!("Bearer {}", self.token.expose()));
-        let body = call.body();
-        let query = call.query();
-        let headers = [
-            ("Authorization", auth.as_str()),
-            ("Accept", "application/json"),
-        ];
-        let answer = exchange(
+        self.send_envelope(call).map(|(result, _)| result)
+    }
+
+    /// Sends a list call page by page to its last page (`result_info`), within
+    /// `PROVISION_MAX_PAGES`.
+    pub fn list<T, C>(&self, call: &C) -> Result<Vec<T>, ApiError>
+    where
+        T: DeserializeOwned,
+        C: PagedCall<Response = Vec<T>>,
+    {
+        all_pages(
             PROVIDER,
-            &self.agent,
-            &self.settings,
-            &super::Request {
-                url: &url,
-                method,
-                path: &path,
-                query: &query,
-                headers: &headers,
-                body: body.as_deref().map(String::as_str),
+            &call.path(),
+            self.sender.settings().max_pages,
+            |page| {
+                let (items, info) = self.send_envelope(&call.page(page))?;
+                let more = info.unwrap_or_default().more(page, items.len());
+                Ok(Page { items, more })
             },
-        )?;
-        if (200..300).contains(&answer.status) {
-            let envelope: Envelope<C::Response> =
-                parse_json(PROVIDER, method, &path, &answer.body)?;
+        )
+    }
+
+    fn send_envelope<C: Call>(
+        &self,
+        call: &C,
+    ) -> Result<(C::Response, Option<ResultInfo>), ApiError>
+    where
+        C::Response: DeserializeOwned,
+    {
+        let request = json_request(call);
+        let answer = self.sender.send(&request)?;
+        let status = answer.status;
+        let failure = |message: String, codes: Vec<String>| ApiError::Status {
+            provider: PROVIDER,
+            call: request.call.clone(),
+            resource: request.resource.clone(),
+            status,
+            codes,
+            message,
+        };
+        if answer.is_success() {
+            let envelope: Envelope<C::Response> = parse_json(PROVIDER, &request, &answer.body)?;
+            let info = envelope.result_info;
             return match (envelope.success, envelope.result) {
-                (true, Some(result)) => Ok(result),
-                (true, None) => parse_json(PROVIDER, method, &path, "null"),
-                (false, _) => Err(ApiError::Status {
-                    provider: PROVIDER,
-                    method,
-                    path,
-                    status: answer.status,
-                    message: describe(&envelope.errors),
-                }),
+                (true, Some(result)) => Ok((result, info)),
+                (true, None) => parse_json(PROVIDER, &request, b"null").map(|r| (r, info)),
+                (false, _) => Err(failure(
+                    describe(&envelope.errors),
+                    envelope
+                        .errors
+                        .iter()
+                        .filter_map(|e| e.code)
+                        .map(|c| c.to_string())
+                        .collect(),
+                )),
             };
         }
-        let message = serde_json::from_str::<Envelope<serde::de::IgnoredAny>>(&answer.body)
-            .map(|e| describe(&e.errors))
-            .unwrap_or_else(|_| "(no error message in the answer)".to_owned());
-        Err(ApiError::Status {
-            provider: PROVIDER,
-            method,
-            path,
-            status: answer.status,
-            message,
-        })
+        Err(
+            match serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(&answer.body) {
+                Ok(e) => failure(
+                    describe(&e.errors),
+                    e.errors
+                        .iter()
+                        .filter_map(|e| e.code)
+                        .map(|c| c.to_string())
+                        .collect(),
+                ),
+                Err(_) => failure("(no error message in the answer)".to_owned(), Vec::new()),
+            },
+        )
     }
 }
 
@@ -124,14 +170,20 @@ pub struct Zone {
     pub name: String,
 }
 
-/// Find a zone by name.
+/// List the account's zones (all of them: the hostname's zone is the longest one that is a
+/// suffix of it).
 /// <https://developers.cloudflare.com/api/resources/zones/methods/list/>
 #[derive(Debug)]
-pub struct ListZones<'a> {
-    pub name: &'a str,
+pub struct ListZones {
+    pub page: u32,
 }
 
-impl Call for ListZones<'_> {
+impl ListZones {
+    /// The page size (the API's maximum for zones).
+    pub const PER_PAGE: u32 = 50;
+}
+
+impl Call for ListZones {
     type Response = Vec<Zone>;
     fn method(&self) -> &'static str {
         "GET"
@@ -140,7 +192,16 @@ impl Call for ListZones<'_> {
         "/zones".into()
     }
     fn query(&self) -> Vec<(&'static str, String)> {
-        vec![("name", self.name.to_owned())]
+        vec![
+            ("page", self.page.to_string()),
+            ("per_page", Self::PER_PAGE.to_string()),
+        ]
+    }
+}
+
+impl PagedCall for ListZones {
+    fn page(&self, page: u32) -> Self {
+        Self { page }
     }
 }
 
@@ -154,6 +215,9 @@ pub struct DnsRecord {
     pub content: String,
     #[serde(default)]
     pub proxied: Option<bool>,
+    /// Absent, `null` or a string; provision marks its own record here.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 /// List the DNS records with a name.
@@ -162,6 +226,7 @@ pub struct DnsRecord {
 pub struct ListDnsRecords<'a> {
     pub zone_id: &'a str,
     pub name: &'a str,
+    pub page: u32,
 }
 
 impl Call for ListDnsRecords<'_> {
@@ -173,7 +238,17 @@ impl Call for ListDnsRecords<'_> {
         format!("/zones/{}/dns_records", segment(self.zone_id))
     }
     fn query(&self) -> Vec<(&'static str, String)> {
-        vec![("name", self.name.to_owned()), ("per_page", "100".into())]
+        vec![
+            ("name", self.name.to_owned()),
+            ("page", self.page.to_string()),
+            ("per_page", "100".into()),
+        ]
+    }
+}
+
+impl PagedCall for ListDnsRecords<'_> {
+    fn page(&self, page: u32) -> Self {
+        Self { page, ..*self }
     }
 }
 
@@ -185,9 +260,10 @@ struct CnameBody<'a> {
     content: &'a str,
     proxied: bool,
     ttl: u32,
+    comment: &'a str,
 }
 
-/// Create a proxied CNAME record (TTL automatic).
+/// Create a proxied CNAME record (TTL automatic), with provision's comment.
 /// <https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/create/>
 #[derive(Debug)]
 pub struct CreateCname<'a> {
@@ -212,6 +288,7 @@ impl Call for CreateCname<'_> {
                 content: self.target,
                 proxied: true,
                 ttl: 1,
+                comment: crate::observe::DNS_COMMENT,
             })
             .to_string(),
         ))
@@ -295,8 +372,14 @@ pub struct ListOriginCertificates<'a> {
 }
 
 impl ListOriginCertificates<'_> {
-    /// The page size (the API's maximum).
+    /// The page size.
     pub const PER_PAGE: usize = 50;
+}
+
+impl PagedCall for ListOriginCertificates<'_> {
+    fn page(&self, page: u32) -> Self {
+        Self { page, ..*self }
+    }
 }
 
 impl Call for ListOriginCertificates<'_> {
@@ -473,6 +556,63 @@ mod tests {
             describe(&e.errors),
             "Could not route to /zones/x (code 7003)"
         );
+    }
+
+    #[test]
+    fn live_shapes_are_read() {
+        // An Origin CA certificate as the live API lists it: a decimal id, expires_on in
+        // Go's layout, the CSR it was issued for.
+        let c: OriginCertificate = serde_json::from_str(
+            r#"{"id":"328578533902268680212849205732770752308931942346","certificate":"-----BEGIN CERTIFICATE-----\n","hostnames":["cache.example.com"],"expires_on":"2039-03-24 01:48:00 +0000 UTC","request_type":"origin-ecc","requested_validity":5475,"csr":"-----BEGIN CERTIFICATE REQUEST-----\n"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::certs::parse_origin_ca_time(c.expires_on.as_deref().unwrap()).unwrap(),
+            2_184_544_080
+        );
+        // A DNS record's comment: absent, null or a string.
+        for (json, comment) in [
+            (
+                r#"{"id":"a","type":"CNAME","name":"n","content":"c","proxied":true}"#,
+                None,
+            ),
+            (
+                r#"{"id":"a","type":"CNAME","name":"n","content":"c","proxied":true,"comment":null}"#,
+                None,
+            ),
+            (
+                r#"{"id":"a","type":"CNAME","name":"n","content":"c","comment":"x"}"#,
+                Some("x"),
+            ),
+        ] {
+            let r: DnsRecord = serde_json::from_str(json).unwrap();
+            assert_eq!(r.comment.as_deref(), comment, "{json}");
+        }
+        // Paging facts: total_pages when given; a full page otherwise; none on lists that
+        // are not paged (Workers secrets).
+        let info: Envelope<Vec<Zone>> = serde_json::from_str(
+            r#"{"success":true,"errors":[],"messages":[],"result":[{"id":"z","name":"example.com"}],"result_info":{"page":1,"per_page":1,"count":1,"total_count":2,"total_pages":2}}"#,
+        )
+        .unwrap();
+        assert!(info.result_info.unwrap().more(1, 1));
+        let last = ResultInfo {
+            page: Some(2),
+            total_pages: Some(2),
+            ..ResultInfo::default()
+        };
+        assert!(!last.more(2, 1));
+        let no_total = ResultInfo {
+            per_page: Some(50),
+            ..ResultInfo::default()
+        };
+        assert!(no_total.more(1, 50) && !no_total.more(1, 49));
+        assert!(!ResultInfo::default().more(1, 100));
+        // Error codes are integers, kept for decisions (10007: script not found).
+        let e: Envelope<serde::de::IgnoredAny> = serde_json::from_str(
+            r#"{"success":false,"errors":[{"code":10007,"message":"workers.api.error.script_not_found"}],"messages":[],"result":null}"#,
+        )
+        .unwrap();
+        assert_eq!(e.errors[0].code, Some(10007));
     }
 
     #[test]

@@ -6,70 +6,107 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{exchange, parse_json, segment, ApiError, Call, HttpSettings};
+use super::send::{Auth, Sender};
+use super::{all_pages, json_request, parse_json, segment, ApiError, Call, HttpSettings, Page};
 use crate::env::Secret;
 
 const PROVIDER: &str = "DigitalOcean";
 
-/// The DigitalOcean API client: one [`Client::send`] for every call.
+/// The DigitalOcean API client: every call goes through [`Client::send`].
 #[derive(Debug)]
 pub struct Client {
-    base_url: String,
-    token: Secret,
-    agent: ureq::Agent,
-    settings: HttpSettings,
+    sender: Sender,
 }
 
 impl Client {
-    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Self {
-        Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            token,
-            agent: settings.agent(),
-            settings,
-        }
+    pub fn new(base_url: &str, token: Secret, settings: HttpSettings) -> Result<Self, ApiError> {
+        Ok(Self {
+            sender: Sender::new(PROVIDER, base_url, Auth::Bearer(token), settings)?,
+        })
     }
 
     /// Sends `call` and decodes its answer.
     pub fn send<C: Call>(&self, call: &C) -> Result<C::Response, ApiError> {
-        let method = call.method();
-        let path = call.path();
-        let url = format!("{}{}", self.base_url, path);
-        let auth = Zeroizing::new(format!("Bearer {}", self.token.expose()));
-        let body = call.body();
-        let query = call.query();
-        let headers = [
-            ("Authorization", auth.as_str()),
-            ("Accept", "application/json"),
-        ];
-        let answer = exchange(
-            PROVIDER,
-            &self.agent,
-            &self.settings,
-            &super::Request {
-                url: &url,
-                method,
-                path: &path,
-                query: &query,
-                headers: &headers,
-                body: body.as_deref().map(String::as_str),
-            },
-        )?;
-        if (200..300).contains(&answer.status) {
-            return parse_json(PROVIDER, method, &path, &answer.body);
+        let request = json_request(call);
+        let answer = self.sender.send(&request)?;
+        if answer.is_success() {
+            return parse_json(PROVIDER, &request, &answer.body);
         }
+        let (code, message) = error_body(&answer.text());
         Err(ApiError::Status {
             provider: PROVIDER,
-            method,
-            path,
+            call: request.call,
+            resource: request.resource,
             status: answer.status,
-            message: error_message(&answer.body),
+            codes: code.into_iter().collect(),
+            message,
         })
+    }
+
+    /// Sends a list call page by page, following `links.pages.next` to the last page, within
+    /// `PROVISION_MAX_PAGES`.
+    pub fn list<C>(&self, call: &C) -> Result<Vec<<C::Response as Listing>::Item>, ApiError>
+    where
+        C: PagedCall,
+        C::Response: Listing,
+    {
+        all_pages(
+            PROVIDER,
+            &call.path(),
+            self.sender.settings().max_pages,
+            |page| Ok(self.send(&call.page(page))?.into_page()),
+        )
     }
 }
 
-/// The provider's own words from an error body.
-fn error_message(body: &str) -> String {
+/// A list call that takes a page number.
+pub trait PagedCall: Call {
+    /// The same call for page `page` (from 1).
+    fn page(&self, page: u32) -> Self;
+}
+
+/// A list answer: `{<items>: [...], "links": {"pages": {"next": ...}}, "meta": {"total": n}}`.
+pub trait Listing {
+    type Item;
+    fn into_page(self) -> Page<Self::Item>;
+}
+
+/// A list answer's `links`: `{}` on the last page, `{"pages": {"next": url, ...}}` before it.
+#[derive(Debug, Default, Deserialize)]
+pub struct Links {
+    #[serde(default)]
+    pub pages: Option<PageLinks>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageLinks {
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+impl Links {
+    fn has_next(&self) -> bool {
+        self.pages.as_ref().and_then(|p| p.next.as_ref()).is_some()
+    }
+}
+
+macro_rules! listing {
+    ($list:ty, $field:ident, $item:ty) => {
+        impl Listing for $list {
+            type Item = $item;
+            fn into_page(self) -> Page<$item> {
+                Page {
+                    more: self.links.has_next(),
+                    items: self.$field,
+                }
+            }
+        }
+    };
+}
+
+/// The provider's own words from an error body `{id, message, request_id}`: the `id` as the
+/// code, and the message.
+fn error_body(body: &str) -> (Option<String>, String) {
     #[derive(Deserialize)]
     struct ErrorBody {
         id: Option<String>,
@@ -79,11 +116,8 @@ fn error_message(body: &str) -> String {
         Ok(ErrorBody {
             id,
             message: Some(message),
-        }) => match id {
-            Some(id) => format!("{message} ({id})"),
-            None => message,
-        },
-        _ => "(no error message in the answer)".to_owned(),
+        }) => (id, message),
+        _ => (None, "(no error message in the answer)".to_owned()),
     }
 }
 
@@ -105,7 +139,10 @@ pub struct Certificate {
 #[derive(Debug, Deserialize)]
 pub struct CertificateList {
     pub certificates: Vec<Certificate>,
+    #[serde(default)]
+    pub links: Links,
 }
+listing!(CertificateList, certificates, Certificate);
 
 #[derive(Debug, Deserialize)]
 pub struct OneCertificate {
@@ -117,6 +154,12 @@ pub struct OneCertificate {
 #[derive(Debug)]
 pub struct ListCertificates {
     pub page: u32,
+}
+
+impl PagedCall for ListCertificates {
+    fn page(&self, page: u32) -> Self {
+        Self { page }
+    }
 }
 
 impl Call for ListCertificates {
@@ -211,7 +254,10 @@ pub struct CdnEndpoint {
 #[derive(Debug, Deserialize)]
 pub struct CdnEndpointList {
     pub endpoints: Vec<CdnEndpoint>,
+    #[serde(default)]
+    pub links: Links,
 }
+listing!(CdnEndpointList, endpoints, CdnEndpoint);
 
 #[derive(Debug, Deserialize)]
 pub struct OneCdnEndpoint {
@@ -223,6 +269,12 @@ pub struct OneCdnEndpoint {
 #[derive(Debug)]
 pub struct ListCdnEndpoints {
     pub page: u32,
+}
+
+impl PagedCall for ListCdnEndpoints {
+    fn page(&self, page: u32) -> Self {
+        Self { page }
+    }
 }
 
 impl Call for ListCdnEndpoints {
@@ -351,7 +403,10 @@ pub struct SpacesKey {
 #[derive(Debug, Deserialize)]
 pub struct SpacesKeyList {
     pub keys: Vec<SpacesKey>,
+    #[serde(default)]
+    pub links: Links,
 }
+listing!(SpacesKeyList, keys, SpacesKey);
 
 /// List Spaces keys with a name.
 /// <https://docs.digitalocean.com/reference/api/digitalocean/#tag/Spaces-Keys/operation/spacesKey_list>
@@ -359,6 +414,12 @@ pub struct SpacesKeyList {
 pub struct ListSpacesKeys<'a> {
     pub name: &'a str,
     pub page: u32,
+}
+
+impl PagedCall for ListSpacesKeys<'_> {
+    fn page(&self, page: u32) -> Self {
+        Self { page, ..*self }
+    }
 }
 
 impl Call for ListSpacesKeys<'_> {
@@ -420,6 +481,34 @@ impl Call for CreateSpacesKey<'_> {
             serde_json::json!({ "name": self.name, "grants": self.grants }).to_string(),
         ))
     }
+}
+
+/// Rename a Spaces key (its grants stay): how a key's name records its state.
+/// <https://docs.digitalocean.com/reference/api/digitalocean/#tag/Spaces-Keys/operation/spacesKey_patch>
+#[derive(Debug)]
+pub struct RenameSpacesKey<'a> {
+    pub access_key: &'a str,
+    pub name: &'a str,
+}
+
+impl Call for RenameSpacesKey<'_> {
+    type Response = OneSpacesKey;
+    fn method(&self) -> &'static str {
+        "PATCH"
+    }
+    fn path(&self) -> String {
+        format!("/v2/spaces/keys/{}", segment(self.access_key))
+    }
+    fn body(&self) -> Option<Zeroizing<String>> {
+        Some(Zeroizing::new(
+            serde_json::json!({ "name": self.name }).to_string(),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OneSpacesKey {
+    pub key: SpacesKey,
 }
 
 /// Delete a Spaces key.
@@ -496,21 +585,63 @@ mod tests {
 
     #[test]
     fn errors_carry_the_providers_words() {
-        assert_eq!(
-            error_message(
-                r#"{"id":"unprocessable_entity","message":"invalid certificate issued by Cloudflare origin CA"}"#
-            ),
-            "invalid certificate issued by Cloudflare origin CA (unprocessable_entity)"
+        let (code, message) = error_body(
+            r#"{"id":"unprocessable_entity","message":"invalid certificate issued by Cloudflare origin CA"}"#,
         );
         let refusal = ApiError::Status {
             provider: PROVIDER,
-            method: "POST",
-            path: "/v2/cdn/endpoints".into(),
+            call: "POST".into(),
+            resource: "/v2/cdn/endpoints".into(),
             status: 422,
-            message: "invalid certificate issued by Cloudflare origin CA (unprocessable_entity)"
-                .into(),
+            codes: code.into_iter().collect(),
+            message,
         };
         assert!(is_origin_ca_refusal(&refusal));
+        assert_eq!(
+            refusal.to_string(),
+            "DigitalOcean answered HTTP 422 unprocessable_entity to POST /v2/cdn/endpoints: \
+             invalid certificate issued by Cloudflare origin CA"
+        );
+    }
+
+    #[test]
+    fn live_shapes_are_read() {
+        // A CDN endpoint without a custom domain: the fields absent, or empty strings.
+        for json in [
+            r#"{"id":"e","origin":"o","endpoint":"x","ttl":3600,"created_at":"2018-03-21T16:02:37Z"}"#,
+            r#"{"id":"e","origin":"o","endpoint":"x","ttl":3600,"custom_domain":"","certificate_id":""}"#,
+        ] {
+            let e: CdnEndpoint = serde_json::from_str(json).unwrap();
+            assert!(
+                e.custom_domain.unwrap_or_default().is_empty()
+                    && e.certificate_id.unwrap_or_default().is_empty()
+            );
+        }
+        // Lists: `links` is `{}` on the last page, `links.pages.next` before it.
+        let last: CertificateList =
+            serde_json::from_str(r#"{"certificates":[],"links":{},"meta":{"total":0}}"#).unwrap();
+        assert!(!last.into_page().more);
+        let first: SpacesKeyList = serde_json::from_str(
+            r#"{"keys":[{"name":"n","access_key":"DO1","grants":[{"bucket":"","permission":"fullaccess"}],"created_at":"2018-07-19T15:04:16Z"}],"links":{"pages":{"next":"https://api.digitalocean.com/v2/spaces/keys?page=2&per_page=1","last":"https://api.digitalocean.com/v2/spaces/keys?page=3&per_page=1"}},"meta":{"total":3}}"#,
+        )
+        .unwrap();
+        let page = first.into_page();
+        assert!(page.more);
+        assert_eq!(page.items[0].grants[0].permission, "fullaccess");
+        // Errors carry a request id beside the message.
+        assert_eq!(
+            error_body(
+                r#"{"id":"not_found","message":"The resource you were accessing could not be found.","request_id":"4d9d8375-3c56-4925-a3e7-eb137fed17e9"}"#
+            ),
+            (
+                Some("not_found".to_owned()),
+                "The resource you were accessing could not be found.".to_owned()
+            )
+        );
+        assert_eq!(
+            error_body("<html>"),
+            (None, "(no error message in the answer)".to_owned())
+        );
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! single objects such as `nix-cache-info`.
 //!
 //! Each call is a value first ([`S3Call`]: operation name, method, bucket, key, query,
-//! headers, body), built by a pure constructor and tested as data; one function,
-//! [`SpacesClient::send`], signs any of them with the workspace's SigV4 signer
-//! ([`nix_spaces_cache::sigv4::sign_s3`]) and sends it, retrying 429, 5xx (but 501) and
-//! transport failures with a small bounded backoff. Errors name the S3 operation and the
-//! resource (`s3://bucket/key`) and carry the server's own `Code` and `Message`.
+//! headers, body), built by a pure constructor and tested as data, and turned into a
+//! [`send::Request`] that the one [`send::Sender`] signs with the workspace's SigV4 signer
+//! ([`nix_spaces_cache::sigv4::sign_s3`]) and sends under the one retry policy. Errors are
+//! [`ApiError`]s naming the S3 operation and the resource (`s3://bucket/key`) with the
+//! server's own `Code` and `Message`.
 //!
 //! A Spaces error body looks like this; only `Code` and `Message` are kept (the rest may echo
 //! the canonical request, never the secret):
@@ -22,72 +22,20 @@
 //! [`SpacesClient`]'s `Debug` leaves the credentials out altogether.
 
 use std::fmt;
-use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
-use nix_spaces_cache::sigv4::{self, Credentials, S3Request, SigningTime};
+use nix_spaces_cache::sigv4::{self, Credentials};
 use serde_json::{json, Map, Value};
+use zeroize::Zeroizing;
 
-/// The namespace S3 puts on its XML documents.
-pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+use super::s3_xml::{self, xml_escape};
+pub use super::s3_xml::{lifecycle_xml, parse_lifecycle, Lifecycle, S3_XMLNS};
+use super::send::{self, Auth, Response, Sender};
+use super::{ApiError, HttpSettings};
 
-/// How calls are timed and retried. [`Pacing::from_env`] reads the variables every provider
-/// client of `provision` reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pacing {
-    /// Attempts per call, the first one included (`PROVISION_RETRY_ATTEMPTS`, default 5).
-    pub attempts: u32,
-    /// Wait after the first failure, doubling after each (`PROVISION_RETRY_BASE_MS`, 500).
-    pub base_delay: Duration,
-    /// The longest single wait, also the cap on `Retry-After` (`PROVISION_RETRY_MAX_MS`, 30000).
-    pub max_delay: Duration,
-    /// Read and write timeout of one attempt (`PROVISION_HTTP_TIMEOUT_MS`, 30000).
-    pub timeout: Duration,
-}
-
-impl Default for Pacing {
-    fn default() -> Self {
-        Pacing {
-            attempts: 5,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Pacing {
-    /// The defaults, overridden by `PROVISION_RETRY_ATTEMPTS`, `PROVISION_RETRY_BASE_MS`,
-    /// `PROVISION_RETRY_MAX_MS` and `PROVISION_HTTP_TIMEOUT_MS` where set to a number.
-    pub fn from_env() -> Self {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let d = Pacing::default();
-        Pacing {
-            attempts: var("PROVISION_RETRY_ATTEMPTS").map_or(d.attempts, |n| n.clamp(1, 20) as u32),
-            base_delay: var("PROVISION_RETRY_BASE_MS").map_or(d.base_delay, Duration::from_millis),
-            max_delay: var("PROVISION_RETRY_MAX_MS").map_or(d.max_delay, Duration::from_millis),
-            timeout: var("PROVISION_HTTP_TIMEOUT_MS")
-                .map_or(d.timeout, |ms| Duration::from_millis(ms.max(1))),
-        }
-    }
-
-    /// The wait before attempt `attempt + 1` (0-based `attempt` just failed):
-    /// `base_delay * 2^attempt`, or the server's `Retry-After` when it gives one, never more
-    /// than `max_delay`.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let backoff = self.base_delay.saturating_mul(1u32 << attempt.min(16));
-        retry_after.unwrap_or(backoff).min(self.max_delay)
-    }
-}
-
-/// The largest answer body read into memory (a ListObjectsV2 page is far smaller).
-const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+const PROVIDER: &str = "Spaces";
 
 /// What `HEAD /bucket` says about a bucket name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,19 +58,6 @@ pub enum Versioning {
     Suspended,
 }
 
-/// One lifecycle rule that applies to the whole bucket (empty prefix).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lifecycle {
-    /// The rule's `ID`.
-    pub id: String,
-    /// `Status`: `Enabled` or `Disabled`.
-    pub enabled: bool,
-    /// `Expiration/Days`: objects are deleted this many days after they were written.
-    pub expiration_days: Option<u32>,
-    /// `AbortIncompleteMultipartUpload/DaysAfterInitiation`.
-    pub abort_incomplete_multipart_days: Option<u32>,
-}
-
 /// One entry of a version listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectVersion {
@@ -138,103 +73,6 @@ pub struct ObjectVersion {
 pub struct Object {
     pub body: Vec<u8>,
     pub content_type: Option<String>,
-}
-
-/// A failed S3 call: which operation, on which resource, and why.
-#[derive(thiserror::Error, Debug)]
-pub enum SpacesError {
-    /// The server answered with an error status; `code` and `message` are its own words
-    /// (`code` is `None` when the answer had no S3 error body, as for HEAD).
-    #[error("{}", http_display(op, resource, *status, code.as_deref(), message))]
-    Http {
-        op: &'static str,
-        resource: String,
-        status: u16,
-        code: Option<String>,
-        message: String,
-    },
-    /// No answer: connection refused, TLS failure, timeout.
-    #[error("{op} {resource}: no answer from the S3 endpoint: {reason}")]
-    Transport {
-        op: &'static str,
-        resource: String,
-        reason: String,
-    },
-    /// An answer that could not be understood.
-    #[error("{op} {resource}: unexpected answer: {reason}")]
-    Malformed {
-        op: &'static str,
-        resource: String,
-        reason: String,
-    },
-    /// The endpoint given to [`SpacesClient::new`] is not usable.
-    #[error("invalid Spaces endpoint {endpoint:?}: {reason} (expected e.g. https://fra1.digitaloceanspaces.com)")]
-    Endpoint { endpoint: String, reason: String },
-}
-
-impl SpacesError {
-    /// The S3 error code (`NoSuchBucket`, `SignatureDoesNotMatch`, ...), when the server sent one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            SpacesError::Http { code, .. } => code.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The HTTP status, when the server answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            SpacesError::Http { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// True when the server refused the credentials themselves (wrong key or secret, clock).
-    pub fn is_credentials(&self) -> bool {
-        matches!(
-            self.code(),
-            Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "RequestTimeTooSkewed")
-        )
-    }
-
-    /// True when a bucket could not be deleted because objects remain in it.
-    pub fn is_bucket_not_empty(&self) -> bool {
-        self.code() == Some("BucketNotEmpty")
-    }
-
-    /// True when the server does not implement the call (`501`, e.g. bucket settings on s3s-fs).
-    pub fn is_not_implemented(&self) -> bool {
-        self.status() == Some(501)
-    }
-}
-
-fn http_display(
-    op: &str,
-    resource: &str,
-    status: u16,
-    code: Option<&str>,
-    message: &str,
-) -> String {
-    let mut out = format!("{op} {resource}: HTTP {status}");
-    if let Some(code) = code {
-        out.push(' ');
-        out.push_str(code);
-    }
-    if !message.is_empty() {
-        out.push_str(": ");
-        out.push_str(message);
-    }
-    let hint = match (status, code) {
-        (_, Some("SignatureDoesNotMatch" | "InvalidAccessKeyId")) => {
-            " (check SPACES_ACCESS_KEY_ID and SPACES_SECRET_ACCESS_KEY)"
-        }
-        (_, Some("RequestTimeTooSkewed")) => " (check this machine's clock)",
-        (_, Some("BucketNotEmpty")) => " (the bucket still holds objects; delete them first)",
-        (501, _) => " (this S3 server does not implement this call)",
-        _ => "",
-    };
-    out.push_str(hint);
-    out
 }
 
 /// One S3 call as data: everything needed to sign and send it, nothing sent yet.
@@ -291,6 +129,20 @@ impl S3Call {
             .with_header("content-type", content_type)
     }
 
+    /// The request the sender signs and sends (every S3 call here is idempotent).
+    pub fn request(&self) -> send::Request {
+        send::Request {
+            call: self.op.to_owned(),
+            resource: self.resource(),
+            method: self.method,
+            path: self.path(),
+            query: self.query_string(),
+            headers: self.headers.clone(),
+            body: Zeroizing::new(self.body.clone()),
+            idempotent: true,
+        }
+    }
+
     /// [HeadBucket](https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html).
     pub fn head_bucket(bucket: &str) -> Self {
         S3Call::bucket_call("HeadBucket", "HEAD", bucket)
@@ -328,10 +180,7 @@ impl S3Call {
     /// [PutBucketVersioning](https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketVersioning.html):
     /// `Enabled`, or `Suspended` (S3 cannot go back to never-versioned).
     pub fn put_versioning(bucket: &str, enabled: bool) -> Self {
-        let status = if enabled { "Enabled" } else { "Suspended" };
-        let body = format!(
-            "<VersioningConfiguration xmlns=\"{S3_XMLNS}\"><Status>{status}</Status></VersioningConfiguration>"
-        );
+        let body = s3_xml::versioning_xml(enabled);
         S3Call::bucket_call("PutBucketVersioning", "PUT", bucket)
             .with_subresource("versioning")
             .with_md5_body("application/xml", body.into_bytes())
@@ -472,50 +321,32 @@ impl S3Call {
     }
 }
 
-/// An S3 answer, whatever its status.
-#[derive(Clone, Debug)]
-pub struct Answer {
-    pub status: u16,
-    /// Header names in lower case.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// The S3 error code in an answer's body, if any.
+pub fn error_code(answer: &Response) -> Option<String> {
+    s3_xml::error_body(&answer.text()).and_then(|e| e.code)
 }
 
-impl Answer {
-    /// The first header of that name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The S3 error code in the body, if any.
-    pub fn error_code(&self) -> Option<String> {
-        xml_text(&self.text(), "Code")
-    }
-}
-
-/// Turns an error answer into a [`SpacesError::Http`] naming the call.
-pub fn http_error(call: &S3Call, answer: &Answer) -> SpacesError {
+/// Turns an error answer into an [`ApiError::Status`] naming the call.
+pub fn http_error(call: &S3Call, answer: &Response) -> ApiError {
     let text = answer.text();
-    let code = xml_text(&text, "Code").filter(|c| !c.is_empty());
-    let message = match xml_text(&text, "Message") {
-        Some(m) if !m.is_empty() => m,
-        _ if code.is_none() && !text.trim().is_empty() && !text.trim_start().starts_with('<') => {
+    let body = s3_xml::error_body(&text).unwrap_or_default();
+    let code = body.code;
+    let message = match body.message {
+        Some(m) => m,
+        None if code.is_none()
+            && !text.trim().is_empty()
+            && !text.trim_start().starts_with('<') =>
+        {
             text.trim().chars().take(200).collect()
         }
-        _ => status_reason(answer.status).to_owned(),
+        None => status_reason(answer.status).to_owned(),
     };
-    SpacesError::Http {
-        op: call.op,
+    ApiError::Status {
+        provider: PROVIDER,
+        call: call.op.to_owned(),
         resource: call.resource(),
         status: answer.status,
-        code,
+        codes: code.into_iter().collect(),
         message,
     }
 }
@@ -539,13 +370,8 @@ fn status_reason(status: u16) -> &'static str {
 
 /// A signed-request client for one S3 endpoint and region.
 pub struct SpacesClient {
-    scheme: &'static str,
-    /// `host[:port]` exactly as sent in the `Host` header and signed.
-    host: String,
+    sender: Sender,
     region: String,
-    creds: Credentials,
-    agent: ureq::Agent,
-    pacing: Pacing,
     /// Keys asked per listing page.
     page_size: u32,
 }
@@ -553,104 +379,54 @@ pub struct SpacesClient {
 impl fmt::Debug for SpacesClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpacesClient")
-            .field("endpoint", &self.endpoint())
+            .field("sender", &self.sender)
             .field("region", &self.region)
-            .field("credentials", &"<redacted>")
-            .field("pacing", &self.pacing)
-            .finish()
+            .finish_non_exhaustive()
     }
-}
-
-/// Splits `scheme://host[:port][/]` into the scheme and the `Host` header value (default
-/// port dropped, as HTTP clients send it).
-fn parse_endpoint(endpoint: &str) -> Result<(&'static str, String), SpacesError> {
-    let bad = |reason: &str| SpacesError::Endpoint {
-        endpoint: endpoint.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let (scheme, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
-        ("https", rest)
-    } else if let Some(rest) = endpoint.strip_prefix("http://") {
-        ("http", rest)
-    } else {
-        return Err(bad("it must start with https:// or http://"));
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() {
-        return Err(bad("no host"));
-    }
-    if authority.contains(['/', '?', '#', '@', ' ']) {
-        return Err(bad(
-            "only scheme, host and port are allowed (buckets are addressed path-style)",
-        ));
-    }
-    let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let host = authority.strip_suffix(default_port).unwrap_or(authority);
-    if let Some((_, port)) = host.rsplit_once(':') {
-        if !host.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(bad("the port is not a number"));
-        }
-    }
-    Ok((scheme, host.to_ascii_lowercase()))
-}
-
-/// Whether an answer with this status is worth another try.
-fn retryable_status(status: u16) -> bool {
-    status == 429 || (status >= 500 && status != 501 && status != 505)
 }
 
 impl SpacesClient {
     /// A client for `endpoint` (`https://fra1.digitaloceanspaces.com`, or `http://127.0.0.1:P`
-    /// in tests) signing for `region` (`fra1`), timed and retried by [`Pacing::from_env`].
-    pub fn new(endpoint: &str, region: &str, creds: Credentials) -> Result<Self, SpacesError> {
-        let (scheme, host) = parse_endpoint(endpoint)?;
+    /// in tests) signing for `region` (`fra1`), timed and retried by
+    /// [`HttpSettings::from_env`].
+    pub fn new(endpoint: &str, region: &str, creds: Credentials) -> Result<Self, ApiError> {
+        Self::with_settings(endpoint, region, creds, HttpSettings::from_env())
+    }
+
+    /// [`SpacesClient::new`] with this retry policy.
+    pub fn with_settings(
+        endpoint: &str,
+        region: &str,
+        creds: Credentials,
+        settings: HttpSettings,
+    ) -> Result<Self, ApiError> {
         if region.is_empty() {
-            return Err(SpacesError::Endpoint {
-                endpoint: endpoint.to_owned(),
+            return Err(ApiError::Endpoint {
+                provider: PROVIDER,
+                url: endpoint.to_owned(),
                 reason: "the region is empty".to_owned(),
             });
         }
-        let pacing = Pacing::from_env();
-        Ok(SpacesClient {
-            scheme,
-            host,
+        let auth = Auth::SigV4 {
+            credentials: creds,
             region: region.to_owned(),
-            creds,
-            agent: Self::agent(&pacing),
-            pacing,
+        };
+        Ok(SpacesClient {
+            sender: Sender::new(PROVIDER, endpoint, auth, settings)?,
+            region: region.to_owned(),
             page_size: 1000,
         })
     }
 
-    fn agent(pacing: &Pacing) -> ureq::Agent {
-        ureq::AgentBuilder::new()
-            .timeout_connect(pacing.timeout.min(Duration::from_secs(10)))
-            .timeout_read(pacing.timeout)
-            .timeout_write(pacing.timeout)
-            .redirects(0)
-            .user_agent(concat!("provision/", env!("CARGO_PKG_VERSION")))
-            .build()
-    }
-
-    /// Replaces the timing and retry policy.
-    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
-        self.agent = Self::agent(&pacing);
-        self.pacing = Pacing {
-            attempts: pacing.attempts.max(1),
-            ..pacing
-        };
-        self
-    }
-
-    /// Shorthand for [`SpacesClient::with_pacing`]: `attempts` tries in all, waiting `base`,
-    /// then doubling; timeouts unchanged.
-    pub fn with_retry(self, base: Duration, attempts: u32) -> Self {
-        let pacing = Pacing {
-            attempts,
+    /// The same client with `attempts` tries in all, waiting `base`, then doubling.
+    pub fn with_retry(mut self, base: Duration, attempts: u32) -> Self {
+        let settings = HttpSettings {
+            attempts: attempts.max(1),
             base_delay: base,
-            ..self.pacing
+            ..self.sender.settings().clone()
         };
-        self.with_pacing(pacing)
+        self.sender = self.sender.with_settings(settings);
+        self
     }
 
     /// Changes how many keys a listing page asks for (1 to 1000; default 1000).
@@ -661,7 +437,7 @@ impl SpacesClient {
 
     /// `scheme://host[:port]`.
     pub fn endpoint(&self) -> String {
-        format!("{}://{}", self.scheme, self.host)
+        self.sender.base_url().to_owned()
     }
 
     /// The region in the credential scope.
@@ -669,113 +445,15 @@ impl SpacesClient {
         &self.region
     }
 
-    /// Signs and sends one call, retrying 429, 5xx (but 501 and 505) and transport failures.
-    /// Any answer that is not retried is returned, error statuses included: the caller
-    /// decides what a 404 means.
-    pub fn send(&self, call: &S3Call) -> Result<Answer, SpacesError> {
-        let mut attempt = 0;
-        loop {
-            let outcome = self.send_once(call);
-            let retry = match &outcome {
-                Ok(answer) if retryable_status(answer.status) => Some(
-                    answer
-                        .header("retry-after")
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs),
-                ),
-                Err(SpacesError::Transport { .. }) => Some(None),
-                _ => None,
-            };
-            match retry {
-                Some(retry_after) if attempt + 1 < self.pacing.attempts => {
-                    std::thread::sleep(self.pacing.delay(attempt, retry_after));
-                    attempt += 1;
-                }
-                _ => return outcome,
-            }
-        }
-    }
-
-    fn send_once(&self, call: &S3Call) -> Result<Answer, SpacesError> {
-        let path = call.path();
-        let query = call.query_string();
-        let payload_hash = sigv4::sha256_hex(&call.body);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let request = S3Request {
-            method: call.method,
-            host: &self.host,
-            path: &path,
-            query: &query,
-            extra_headers: &call.headers,
-            payload_hash: &payload_hash,
-        };
-        let signed = sigv4::sign_s3(
-            &request,
-            &self.creds,
-            &self.region,
-            SigningTime::from_unix_seconds(now),
-        );
-        let mut url = format!("{}://{}{}", self.scheme, self.host, path);
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(&query);
-        }
-        let mut req = self
-            .agent
-            .request(call.method, &url)
-            .set("host", &self.host);
-        for (name, value) in call.headers.iter().chain(signed.iter()) {
-            req = req.set(name, value);
-        }
-        let result = if call.method == "PUT" || call.method == "POST" || !call.body.is_empty() {
-            req.send_bytes(&call.body)
-        } else {
-            req.call()
-        };
-        let response = match result {
-            Ok(response) => response,
-            Err(ureq::Error::Status(_, response)) => response,
-            Err(ureq::Error::Transport(transport)) => {
-                return Err(SpacesError::Transport {
-                    op: call.op,
-                    resource: call.resource(),
-                    reason: transport.to_string(),
-                })
-            }
-        };
-        let status = response.status();
-        let headers = response
-            .headers_names()
-            .into_iter()
-            .filter_map(|name| {
-                let value = response.header(&name)?.to_owned();
-                Some((name.to_ascii_lowercase(), value))
-            })
-            .collect();
-        let mut body = Vec::new();
-        if call.method != "HEAD" {
-            response
-                .into_reader()
-                .take(MAX_BODY_BYTES)
-                .read_to_end(&mut body)
-                .map_err(|e| SpacesError::Transport {
-                    op: call.op,
-                    resource: call.resource(),
-                    reason: format!("reading the answer: {e}"),
-                })?;
-        }
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+    /// Signs and sends one call (the sender retries what is worth retrying). Any answer that
+    /// is not retried is returned, error statuses included: the caller decides what a 404
+    /// means.
+    pub fn send(&self, call: &S3Call) -> Result<Response, ApiError> {
+        self.sender.send(&call.request())
     }
 
     /// Sends the call and treats any status outside 2xx as an error.
-    fn expect_success(&self, call: &S3Call) -> Result<Answer, SpacesError> {
+    fn expect_success(&self, call: &S3Call) -> Result<Response, ApiError> {
         let answer = self.send(call)?;
         if (200..300).contains(&answer.status) {
             Ok(answer)
@@ -790,20 +468,21 @@ impl SpacesClient {
         &self,
         call: &S3Call,
         missing_code: &str,
-    ) -> Result<Option<Answer>, SpacesError> {
+    ) -> Result<Option<Response>, ApiError> {
         let answer = self.send(call)?;
         if (200..300).contains(&answer.status) {
             return Ok(Some(answer));
         }
-        if answer.status == 404 && answer.error_code().as_deref() == Some(missing_code) {
+        if answer.status == 404 && error_code(&answer).as_deref() == Some(missing_code) {
             return Ok(None);
         }
         Err(http_error(call, &answer))
     }
 
-    fn malformed(call: &S3Call, reason: impl Into<String>) -> SpacesError {
-        SpacesError::Malformed {
-            op: call.op,
+    fn malformed(call: &S3Call, reason: impl Into<String>) -> ApiError {
+        ApiError::Malformed {
+            provider: PROVIDER,
+            call: call.op.to_owned(),
             resource: call.resource(),
             reason: reason.into(),
         }
@@ -814,7 +493,7 @@ impl SpacesClient {
     /// A HEAD answer has no body, so a 403 is asked again as GetBucketLocation, whose error
     /// code tells refused credentials (an error here, e.g. `SignatureDoesNotMatch`) from a
     /// bucket that is not ours ([`BucketStatus::Forbidden`]).
-    pub fn head_bucket(&self, bucket: &str) -> Result<BucketStatus, SpacesError> {
+    pub fn head_bucket(&self, bucket: &str) -> Result<BucketStatus, ApiError> {
         let call = S3Call::head_bucket(bucket);
         let answer = self.send(&call)?;
         match answer.status {
@@ -835,12 +514,12 @@ impl SpacesClient {
 
     /// Creates the bucket, private, in the client's region. A bucket we already own is fine
     /// (`BucketAlreadyOwnedByYou`); one owned by someone else (`BucketAlreadyExists`) is not.
-    pub fn create_bucket(&self, bucket: &str) -> Result<(), SpacesError> {
+    pub fn create_bucket(&self, bucket: &str) -> Result<(), ApiError> {
         let call = S3Call::create_bucket(bucket, &self.region);
         let answer = self.send(&call)?;
         if (200..300).contains(&answer.status)
             || (answer.status == 409
-                && answer.error_code().as_deref() == Some("BucketAlreadyOwnedByYou"))
+                && error_code(&answer).as_deref() == Some("BucketAlreadyOwnedByYou"))
         {
             return Ok(());
         }
@@ -848,17 +527,13 @@ impl SpacesClient {
     }
 
     /// The bucket's versioning state.
-    pub fn get_versioning(&self, bucket: &str) -> Result<Versioning, SpacesError> {
+    pub fn get_versioning(&self, bucket: &str) -> Result<Versioning, ApiError> {
         let call = S3Call::get_versioning(bucket);
         let answer = self.expect_success(&call)?;
-        let text = answer.text();
-        // S3 answers `<VersioningConfiguration/>` for a never-versioned bucket; some servers
-        // answer an empty body.
-        if !text.trim().is_empty() && !text.trim_start().starts_with('<') {
-            return Err(Self::malformed(&call, "the answer is not XML"));
-        }
-        match xml_text(&text, "Status").as_deref() {
-            None | Some("") => Ok(Versioning::Never),
+        let status = s3_xml::versioning_status(&answer.text())
+            .map_err(|reason| Self::malformed(&call, reason))?;
+        match status.as_deref() {
+            None => Ok(Versioning::Never),
             Some("Enabled") => Ok(Versioning::Enabled),
             Some("Suspended") => Ok(Versioning::Suspended),
             Some(other) => Err(Self::malformed(
@@ -869,21 +544,21 @@ impl SpacesClient {
     }
 
     /// Turns versioning on, or suspends it.
-    pub fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<(), SpacesError> {
+    pub fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<(), ApiError> {
         self.expect_success(&S3Call::put_versioning(bucket, enabled))
             .map(drop)
     }
 
     /// The bucket's lifecycle rule: the first rule when there are several (see
     /// [`SpacesClient::get_lifecycle_rules`]), `None` when there is no configuration.
-    pub fn get_lifecycle(&self, bucket: &str) -> Result<Option<Lifecycle>, SpacesError> {
+    pub fn get_lifecycle(&self, bucket: &str) -> Result<Option<Lifecycle>, ApiError> {
         Ok(self
             .get_lifecycle_rules(bucket)?
             .and_then(|rules| rules.into_iter().next()))
     }
 
     /// Every lifecycle rule of the bucket, `None` when there is no configuration.
-    pub fn get_lifecycle_rules(&self, bucket: &str) -> Result<Option<Vec<Lifecycle>>, SpacesError> {
+    pub fn get_lifecycle_rules(&self, bucket: &str) -> Result<Option<Vec<Lifecycle>>, ApiError> {
         let call = S3Call::get_lifecycle(bucket);
         let Some(answer) = self.expect_optional(&call, "NoSuchLifecycleConfiguration")? else {
             return Ok(None);
@@ -894,13 +569,13 @@ impl SpacesClient {
     }
 
     /// Replaces the lifecycle configuration with this one rule.
-    pub fn put_lifecycle(&self, bucket: &str, rule: &Lifecycle) -> Result<(), SpacesError> {
+    pub fn put_lifecycle(&self, bucket: &str, rule: &Lifecycle) -> Result<(), ApiError> {
         self.expect_success(&S3Call::put_lifecycle(bucket, rule))
             .map(drop)
     }
 
     /// Removes the lifecycle configuration (none is fine).
-    pub fn delete_lifecycle(&self, bucket: &str) -> Result<(), SpacesError> {
+    pub fn delete_lifecycle(&self, bucket: &str) -> Result<(), ApiError> {
         self.expect_optional(
             &S3Call::delete_lifecycle(bucket),
             "NoSuchLifecycleConfiguration",
@@ -909,7 +584,7 @@ impl SpacesClient {
     }
 
     /// The bucket policy as JSON, `None` when there is none.
-    pub fn get_policy(&self, bucket: &str) -> Result<Option<Value>, SpacesError> {
+    pub fn get_policy(&self, bucket: &str) -> Result<Option<Value>, ApiError> {
         let call = S3Call::get_policy(bucket);
         let Some(answer) = self.expect_optional(&call, "NoSuchBucketPolicy")? else {
             return Ok(None);
@@ -920,19 +595,19 @@ impl SpacesClient {
     }
 
     /// Replaces the bucket policy.
-    pub fn put_policy(&self, bucket: &str, policy: &Value) -> Result<(), SpacesError> {
+    pub fn put_policy(&self, bucket: &str, policy: &Value) -> Result<(), ApiError> {
         self.expect_success(&S3Call::put_policy(bucket, policy))
             .map(drop)
     }
 
     /// Removes the bucket policy (none is fine).
-    pub fn delete_policy(&self, bucket: &str) -> Result<(), SpacesError> {
+    pub fn delete_policy(&self, bucket: &str) -> Result<(), ApiError> {
         self.expect_optional(&S3Call::delete_policy(bucket), "NoSuchBucketPolicy")
             .map(drop)
     }
 
     /// The object, `None` when there is no such key.
-    pub fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Object>, SpacesError> {
+    pub fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Object>, ApiError> {
         let call = S3Call::get_object(bucket, key);
         let Some(answer) = self.expect_optional(&call, "NoSuchKey")? else {
             return Ok(None);
@@ -951,13 +626,13 @@ impl SpacesClient {
         key: &str,
         body: &[u8],
         content_type: &str,
-    ) -> Result<(), SpacesError> {
+    ) -> Result<(), ApiError> {
         self.expect_success(&S3Call::put_object(bucket, key, body, content_type))
             .map(drop)
     }
 
     /// Deletes the object (S3 answers 204 whether or not it existed).
-    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<(), SpacesError> {
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<(), ApiError> {
         self.expect_optional(&S3Call::delete_object(bucket, key), "NoSuchKey")
             .map(drop)
     }
@@ -965,22 +640,20 @@ impl SpacesClient {
     /// How many objects the bucket holds, by ListObjectsV2, every page. This counts current
     /// objects only: in a versioned bucket, noncurrent versions and delete markers also keep
     /// the bucket from being deleted; [`SpacesClient::count_object_versions`] counts those.
-    pub fn count_objects(&self, bucket: &str) -> Result<u64, SpacesError> {
+    pub fn count_objects(&self, bucket: &str) -> Result<u64, ApiError> {
         let mut total = 0u64;
         let mut token: Option<String> = None;
         loop {
             let call = S3Call::list_objects(bucket, token.as_deref(), self.page_size);
             let answer = self.expect_success(&call)?;
-            let page = parse_list_page(&answer.text(), &["Contents"])
+            let page = s3_xml::list_objects(&answer.text())
                 .map_err(|reason| Self::malformed(&call, reason))?;
-            total += page.count;
-            if !page.truncated {
+            total += page.keys.len() as u64;
+            if !page.is_truncated {
                 return Ok(total);
             }
-            match xml_text(&answer.text(), "NextContinuationToken") {
-                Some(next) if !next.is_empty() && token.as_deref() != Some(next.as_str()) => {
-                    token = Some(next)
-                }
+            match page.next_continuation_token {
+                Some(next) if token.as_deref() != Some(next.as_str()) => token = Some(next),
                 _ => {
                     return Err(Self::malformed(
                         &call,
@@ -993,7 +666,7 @@ impl SpacesClient {
 
     /// How many object versions and delete markers the bucket holds (ListObjectVersions,
     /// every page): zero means the bucket can be deleted.
-    pub fn count_object_versions(&self, bucket: &str) -> Result<u64, SpacesError> {
+    pub fn count_object_versions(&self, bucket: &str) -> Result<u64, ApiError> {
         Ok(self.list_object_versions(bucket, None)?.len() as u64)
     }
 
@@ -1004,7 +677,7 @@ impl SpacesClient {
         &self,
         bucket: &str,
         prefix: Option<&str>,
-    ) -> Result<Vec<ObjectVersion>, SpacesError> {
+    ) -> Result<Vec<ObjectVersion>, ApiError> {
         let mut all = Vec::new();
         let mut marker: Option<(String, String)> = None;
         loop {
@@ -1017,29 +690,23 @@ impl SpacesClient {
                 call.query.push(("prefix".into(), prefix.into()));
             }
             let answer = self.expect_success(&call)?;
-            let text = answer.text();
-            let page = parse_list_page(&text, &["Version", "DeleteMarker"])
+            let page = s3_xml::list_versions(&answer.text())
                 .map_err(|reason| Self::malformed(&call, reason))?;
-            let before = all.len();
-            for (tag, delete_marker) in [("Version", false), ("DeleteMarker", true)] {
-                for entry in xml_elements(&text, tag) {
-                    all.push(ObjectVersion {
-                        key: xml_text(entry, "Key").unwrap_or_default(),
-                        version_id: xml_text(entry, "VersionId")
-                            .unwrap_or_else(|| "null".to_owned()),
+            all.extend(
+                page.entries
+                    .into_iter()
+                    .map(|(key, version_id, delete_marker)| ObjectVersion {
+                        key,
+                        version_id,
                         delete_marker,
-                    });
-                }
-            }
-            if (all.len() - before) as u64 != page.count {
-                return Err(Self::malformed(&call, "unreadable Version entries"));
-            }
-            if !page.truncated {
+                    }),
+            );
+            if !page.is_truncated {
                 return Ok(all);
             }
             let next = (
-                xml_text(&text, "NextKeyMarker").unwrap_or_default(),
-                xml_text(&text, "NextVersionIdMarker").unwrap_or_default(),
+                page.next_key_marker.unwrap_or_default(),
+                page.next_version_id_marker.unwrap_or_default(),
             );
             if next.0.is_empty() || marker.as_ref() == Some(&next) {
                 return Err(Self::malformed(
@@ -1057,7 +724,7 @@ impl SpacesClient {
         bucket: &str,
         key: &str,
         version_id: &str,
-    ) -> Result<(), SpacesError> {
+    ) -> Result<(), ApiError> {
         self.expect_optional(
             &S3Call::delete_object_version(bucket, key, version_id),
             "NoSuchVersion",
@@ -1066,8 +733,8 @@ impl SpacesClient {
     }
 
     /// Deletes the bucket. A bucket that still holds objects is refused by S3 with
-    /// `BucketNotEmpty` ([`SpacesError::is_bucket_not_empty`]).
-    pub fn delete_bucket(&self, bucket: &str) -> Result<(), SpacesError> {
+    /// `BucketNotEmpty` ([`ApiError::is_bucket_not_empty`]).
+    pub fn delete_bucket(&self, bucket: &str) -> Result<(), ApiError> {
         self.expect_success(&S3Call::delete_bucket(bucket))
             .map(drop)
     }
@@ -1188,176 +855,6 @@ fn sorted_array(mut items: Vec<Value>) -> Value {
     Value::Array(items)
 }
 
-/// The `LifecycleConfiguration` document for one whole-bucket rule.
-pub fn lifecycle_xml(rule: &Lifecycle) -> String {
-    let mut xml = format!(
-        "<LifecycleConfiguration xmlns=\"{S3_XMLNS}\"><Rule><ID>{}</ID><Prefix></Prefix><Status>{}</Status>",
-        xml_escape(&rule.id),
-        if rule.enabled { "Enabled" } else { "Disabled" }
-    );
-    if let Some(days) = rule.expiration_days {
-        xml.push_str(&format!("<Expiration><Days>{days}</Days></Expiration>"));
-    }
-    if let Some(days) = rule.abort_incomplete_multipart_days {
-        xml.push_str(&format!(
-            "<AbortIncompleteMultipartUpload><DaysAfterInitiation>{days}</DaysAfterInitiation></AbortIncompleteMultipartUpload>"
-        ));
-    }
-    xml.push_str("</Rule></LifecycleConfiguration>");
-    xml
-}
-
-/// Reads the rules of a `LifecycleConfiguration` document.
-pub fn parse_lifecycle(xml: &str) -> Result<Vec<Lifecycle>, String> {
-    if !xml.contains("LifecycleConfiguration") {
-        return Err("no LifecycleConfiguration element".to_owned());
-    }
-    let days = |text: Option<String>, what: &str| -> Result<Option<u32>, String> {
-        match text {
-            None => Ok(None),
-            Some(t) => t
-                .parse::<u32>()
-                .map(Some)
-                .map_err(|_| format!("{what} is not a number of days: {t:?}")),
-        }
-    };
-    xml_elements(xml, "Rule")
-        .into_iter()
-        .map(|rule| {
-            let expiration = xml_elements(rule, "Expiration")
-                .first()
-                .and_then(|e| xml_text(e, "Days"));
-            let abort = xml_elements(rule, "AbortIncompleteMultipartUpload")
-                .first()
-                .and_then(|e| xml_text(e, "DaysAfterInitiation"));
-            Ok(Lifecycle {
-                id: xml_text(rule, "ID").unwrap_or_default(),
-                enabled: xml_text(rule, "Status").as_deref() == Some("Enabled"),
-                expiration_days: days(expiration, "Expiration/Days")?,
-                abort_incomplete_multipart_days: days(
-                    abort,
-                    "AbortIncompleteMultipartUpload/DaysAfterInitiation",
-                )?,
-            })
-        })
-        .collect()
-}
-
-struct ListPage {
-    count: u64,
-    truncated: bool,
-}
-
-fn parse_list_page(xml: &str, entries: &[&str]) -> Result<ListPage, String> {
-    if !xml.contains("ListBucketResult") && !xml.contains("ListVersionsResult") {
-        return Err("no ListBucketResult or ListVersionsResult element".to_owned());
-    }
-    let count = entries
-        .iter()
-        .map(|name| xml_elements(xml, name).len() as u64)
-        .sum();
-    let truncated = xml_text(xml, "IsTruncated").as_deref() == Some("true");
-    Ok(ListPage { count, truncated })
-}
-
-/// Escapes text for an XML element or attribute.
-pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Decodes the five predefined entities and numeric character references.
-fn xml_unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let Some(end) = rest.find(';').filter(|&e| e <= 10) else {
-            out.push('&');
-            rest = &rest[1..];
-            continue;
-        };
-        let entity = &rest[1..end];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The raw inner text of every `<name>` element, at any depth, in document order
-/// (`<name/>` gives ""). Tolerant: attributes are skipped, a missing end tag ends the search.
-fn xml_elements<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
-    let open = format!("<{name}");
-    let close = format!("</{name}>");
-    let mut found = Vec::new();
-    let mut rest = xml;
-    while let Some(at) = rest.find(&open) {
-        let after = &rest[at + open.len()..];
-        match after.chars().next() {
-            Some('>' | '/' | ' ' | '\t' | '\r' | '\n') => {}
-            _ => {
-                rest = after;
-                continue;
-            }
-        }
-        let Some(tag_end) = after.find('>') else {
-            break;
-        };
-        if after[..tag_end].ends_with('/') {
-            found.push("");
-            rest = &after[tag_end + 1..];
-            continue;
-        }
-        let inner = &after[tag_end + 1..];
-        let Some(end) = inner.find(&close) else {
-            break;
-        };
-        found.push(&inner[..end]);
-        rest = &inner[end + close.len()..];
-    }
-    found
-}
-
-/// The decoded, trimmed text of the first `<name>` element.
-fn xml_text(xml: &str, name: &str) -> Option<String> {
-    xml_elements(xml, name)
-        .first()
-        .map(|inner| xml_unescape(inner.trim()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1372,72 +869,9 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_xml_round_trips() {
-        let xml = lifecycle_xml(&rule());
-        assert!(xml.contains("<Expiration><Days>30</Days></Expiration>"));
-        assert!(xml.contains("<DaysAfterInitiation>1</DaysAfterInitiation>"));
-        assert_eq!(parse_lifecycle(&xml).unwrap(), vec![rule()]);
-        let bare = Lifecycle {
-            id: "a&b".into(),
-            enabled: false,
-            expiration_days: None,
-            abort_incomplete_multipart_days: None,
-        };
-        assert_eq!(parse_lifecycle(&lifecycle_xml(&bare)).unwrap(), vec![bare]);
-    }
-
-    #[test]
-    fn lifecycle_parse_reads_servers_layout() {
-        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
-<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-  <Rule>
-    <ID>expire</ID>
-    <Filter><Prefix/></Filter>
-    <Status>Enabled</Status>
-    <Transition><Days>5</Days></Transition>
-    <Expiration>
-      <Days>30</Days>
-    </Expiration>
-  </Rule>
-  <Rule><ID>second</ID><Status>Disabled</Status>
-    <AbortIncompleteMultipartUpload><DaysAfterInitiation>2</DaysAfterInitiation></AbortIncompleteMultipartUpload>
-  </Rule>
-</LifecycleConfiguration>"#;
-        let rules = parse_lifecycle(xml).unwrap();
-        assert_eq!(rules.len(), 2);
-        assert_eq!(rules[0].id, "expire");
-        assert!(rules[0].enabled);
-        assert_eq!(rules[0].expiration_days, Some(30));
-        assert_eq!(rules[0].abort_incomplete_multipart_days, None);
-        assert!(!rules[1].enabled);
-        assert_eq!(rules[1].abort_incomplete_multipart_days, Some(2));
-        assert!(parse_lifecycle("<Error/>").is_err());
-        assert!(parse_lifecycle(
-            "<LifecycleConfiguration><Rule><Expiration><Days>x</Days></Expiration></Rule></LifecycleConfiguration>"
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn xml_reader_is_tolerant() {
-        let xml = "<a><Code>x</Code><CodeName>no</CodeName><Code attr=\"1\">y &amp; &#65;&#x42;</Code><Code/></a>";
-        assert_eq!(
-            xml_elements(xml, "Code"),
-            vec!["x", "y &amp; &#65;&#x42;", ""]
-        );
-        assert_eq!(xml_text(xml, "CodeName").as_deref(), Some("no"));
-        assert_eq!(
-            xml_unescape("y &amp; &#65;&#x42; & &bogus;"),
-            "y & AB & &bogus;"
-        );
-        assert_eq!(xml_text("<Code>unterminated", "Code"), None);
-        assert_eq!(xml_escape("<a&'\">"), "&lt;a&amp;&apos;&quot;&gt;");
-    }
-
-    #[test]
     fn errors_keep_code_and_message_and_name_the_call() {
         let call = S3Call::put_lifecycle("nix-store", &rule());
-        let answer = Answer {
+        let answer = Response {
             status: 403,
             headers: vec![],
             body: b"<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message><StringToSign>AWS4</StringToSign></Error>".to_vec(),
@@ -1445,11 +879,11 @@ mod tests {
         let err = http_error(&call, &answer);
         assert!(err.is_credentials());
         let text = err.to_string();
-        assert!(text.starts_with("PutBucketLifecycleConfiguration s3://nix-store: HTTP 403 SignatureDoesNotMatch: The request signature"), "{text}");
+        assert!(text.starts_with("Spaces answered HTTP 403 SignatureDoesNotMatch to PutBucketLifecycleConfiguration s3://nix-store: The request signature"), "{text}");
         assert!(text.contains("SPACES_SECRET_ACCESS_KEY"));
         assert!(!text.contains("StringToSign"));
 
-        let head = Answer {
+        let head = Response {
             status: 501,
             headers: vec![],
             body: Vec::new(),
@@ -1458,7 +892,7 @@ mod tests {
         assert!(err.is_not_implemented());
         assert_eq!(
             err.to_string(),
-            "GetBucketVersioning s3://b: HTTP 501: Not Implemented (this S3 server does not implement this call)"
+            "Spaces answered HTTP 501 to GetBucketVersioning s3://b: Not Implemented (this server does not implement this call)"
         );
     }
 
@@ -1493,51 +927,6 @@ mod tests {
         let obj = S3Call::get_object("b", "nar/a b.nar");
         assert_eq!(obj.path(), "/b/nar/a%20b.nar");
         assert_eq!(obj.resource(), "s3://b/nar/a b.nar");
-    }
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(
-            parse_endpoint("https://fra1.digitaloceanspaces.com/").unwrap(),
-            ("https", "fra1.digitaloceanspaces.com".to_owned())
-        );
-        assert_eq!(
-            parse_endpoint("http://127.0.0.1:9000").unwrap(),
-            ("http", "127.0.0.1:9000".to_owned())
-        );
-        assert_eq!(
-            parse_endpoint("https://x.example:443").unwrap(),
-            ("https", "x.example".to_owned())
-        );
-        for bad in [
-            "fra1.digitaloceanspaces.com",
-            "https://",
-            "https://h/bucket",
-            "http://h:port",
-        ] {
-            assert!(parse_endpoint(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn retry_delays_are_bounded() {
-        let pacing = Pacing {
-            base_delay: Duration::from_millis(100),
-            ..Pacing::default()
-        };
-        assert_eq!(pacing.delay(0, None), Duration::from_millis(100));
-        assert_eq!(pacing.delay(2, None), Duration::from_millis(400));
-        assert_eq!(pacing.delay(30, None), pacing.max_delay);
-        assert_eq!(
-            pacing.delay(0, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            pacing.delay(0, Some(Duration::from_secs(3600))),
-            pacing.max_delay
-        );
-        assert!(retryable_status(500) && retryable_status(503) && retryable_status(429));
-        assert!(!retryable_status(501) && !retryable_status(404) && !retryable_status(403));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::execute::Executor;
 use crate::observe::observe;
-use crate::plan::{has_changes, plan};
+use crate::plan::{has_changes, plan, Action};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -36,8 +36,7 @@ pub fn run(args: &ApplyArgs, config: &Config) -> anyhow::Result<ExitCode> {
         config.hostname, config.bucket, config.region
     );
     let mut executor = Executor::new(
-        &session.providers,
-        &session.desired,
+        &session,
         &world,
         &changes,
         config.key_type,
@@ -45,9 +44,12 @@ pub fn run(args: &ApplyArgs, config: &Config) -> anyhow::Result<ExitCode> {
         args.key_out.clone(),
     );
     let mut done = 0;
+    let mut waiting = Vec::new();
     for change in &changes {
         println!("  {change}");
-        if change.is_change() {
+        if change.action == Action::Wait {
+            waiting.push(change);
+        } else if change.is_change() {
             if let Err(e) = executor.run(change) {
                 eprintln!(
                     "apply stopped after {done} change(s); run `provision apply` again to finish \
@@ -60,8 +62,21 @@ pub fn run(args: &ApplyArgs, config: &Config) -> anyhow::Result<ExitCode> {
     }
     executor.finish(&changes);
     println!("Apply complete: {done} change(s) made.");
-    for note in &executor.notes {
+    for note in executor
+        .notes
+        .iter()
+        .chain(&crate::plan::unmanaged_secret_notes(&session.desired))
+    {
         println!("Note: {note}");
+    }
+    if !waiting.is_empty() {
+        println!(
+            "Waiting: {} step(s) could not run yet and were skipped, not failed:",
+            waiting.len()
+        );
+        for change in &waiting {
+            println!("  {}: {}", change.resource, change.reason);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,17 +38,26 @@ pub struct Session {
     pub env: Env,
     pub providers: Providers,
     pub desired: Desired,
+    /// `TOKEN_SECRET` and `SIGNING_KEY` when set, for the Worker's secrets.
+    pub worker_env_secrets: Vec<(&'static str, crate::env::Secret)>,
 }
 
 impl Session {
     pub fn open(config: &Config) -> anyhow::Result<Self> {
         let env = Env::from_process()?;
         let providers = Providers::new(&env, &config.region)?;
-        let desired = Desired::from_config(config, env.cloudflare_account_id.as_deref(), now()?);
+        let worker_env_secrets = crate::env::worker_secrets_from_env(|n| std::env::var(n).ok());
+        let names = worker_env_secrets
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
+        let desired =
+            Desired::from_config(config, env.cloudflare_account_id.as_deref(), names, now()?);
         Ok(Self {
             env,
             providers,
             desired,
+            worker_env_secrets,
         })
     }
 }

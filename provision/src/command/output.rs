@@ -37,8 +37,16 @@ impl Output {
             .trim_start_matches("https://")
             .trim_start_matches("http://")
             .to_owned();
+        // Without a configured zone, wrangler finds the route's zone from its pattern.
+        let route = match &config.zone {
+            Some(zone) => format!(
+                "{{ pattern = \"{}/*\", zone_name = \"{zone}\" }}",
+                config.hostname
+            ),
+            None => format!("\"{}/*\"", config.hostname),
+        };
         let wrangler_toml = format!(
-            "routes = [{{ pattern = \"{host_pattern}/*\", zone_name = \"{zone}\" }}]\n\
+            "routes = [{route}]\n\
              \n\
              [vars]\n\
              SPACES_ENDPOINT = \"{endpoint}\"\n\
@@ -47,8 +55,6 @@ impl Output {
              STORE_DIR = \"{store_dir}\"\n\
              WANT_MASS_QUERY = \"{wmq}\"\n\
              PRIORITY = \"{priority}\"\n",
-            host_pattern = config.hostname,
-            zone = config.zone,
             bucket = config.bucket,
             region = config.region,
             store_dir = config.store_dir,
@@ -138,7 +144,19 @@ mod tests {
         );
         assert!(out
             .wrangler_toml
-            .contains("pattern = \"cache.example.com/*\", zone_name = \"example.com\""));
+            .contains("routes = [\"cache.example.com/*\"]"));
+        let zoned = Config::resolve(
+            FileConfig::default(),
+            &Overrides {
+                hostname: Some("cache.example.co.uk".into()),
+                zone: Some("example.co.uk".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert!(Output::new(&zoned, None)
+            .wrangler_toml
+            .contains("pattern = \"cache.example.co.uk/*\", zone_name = \"example.co.uk\""));
         assert!(out
             .wrangler_toml
             .contains("SPACES_ENDPOINT = \"https://fra1.digitaloceanspaces.com\""));

@@ -25,6 +25,9 @@ pub fn run(args: &PlanArgs, config: &Config) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&json(&changes))?);
     } else {
         print_plan(config, &changes);
+        for note in crate::plan::unmanaged_secret_notes(&session.desired) {
+            println!("Note: {note}");
+        }
     }
     Ok(if changed {
         ExitCode::from(2)
@@ -43,8 +46,12 @@ pub(crate) fn print_plan(config: &Config, changes: &[Change]) {
     }
     let count = |a| changes.iter().filter(|c| c.action == a).count();
     use crate::plan::Action::*;
+    let waiting = match count(Wait) {
+        0 => String::new(),
+        n => format!(", {n} waiting"),
+    };
     println!(
-        "{} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+        "{} to create, {} to update, {} to replace, {} to delete, {} unchanged{waiting}.",
         count(Create),
         count(Update),
         count(Replace),

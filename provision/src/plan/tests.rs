@@ -17,11 +17,11 @@ fn config(o: Overrides) -> Config {
 }
 
 fn desired() -> Desired {
-    Desired::from_config(&config(Overrides::default()), None, NOW)
+    Desired::from_config(&config(Overrides::default()), None, Vec::new(), NOW)
 }
 
 fn desired_with(o: Overrides) -> Desired {
-    Desired::from_config(&config(o), Some("acc"), NOW)
+    Desired::from_config(&config(o), Some("acc"), Vec::new(), NOW)
 }
 
 const ORIGIN_ID: &str = "393687095301390512233355428385723004522017";
@@ -38,6 +38,7 @@ fn converged(d: &Desired) -> Observed {
         origin_certificates: vec![OriginCertificate {
             id: ORIGIN_ID.into(),
             expires_at: NOW + 300 * DAY,
+            sha1_fingerprint: None,
         }],
         do_certificates: vec![DoCertificate {
             id: do_id.clone(),
@@ -55,6 +56,7 @@ fn converged(d: &Desired) -> Observed {
             }),
         }),
         dns: vec![DnsRecord {
+            ours: true,
             id: "dns-1".into(),
             record_type: "CNAME".into(),
             content: d.cdn_endpoint.clone(),
@@ -62,9 +64,25 @@ fn converged(d: &Desired) -> Observed {
         }],
         worker_keys: vec![SpacesKey {
             access_key: "DOWORKERKEY".into(),
+            state: KeyState::Confirmed,
             grants: vec![(d.bucket.clone(), "read".into())],
         }],
-        worker_secrets_present: true,
+        zone: "example.com".into(),
+        worker: worker_with_secrets(d),
+    }
+}
+
+/// The Worker as a complete apply leaves it.
+fn worker_with_secrets(d: &Desired) -> WorkerObserved {
+    match d.worker_secrets {
+        WorkerSecretsTarget::File(_) => WorkerObserved::NotManaged,
+        WorkerSecretsTarget::Cloudflare { .. } => WorkerObserved::Deployed {
+            secrets: crate::observe::WORKER_SECRET_NAMES
+                .iter()
+                .map(|n| n.to_string())
+                .chain(d.env_worker_secrets.iter().cloned())
+                .collect(),
+        },
     }
 }
 
@@ -87,6 +105,7 @@ fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Obser
                 o.origin_certificates.push(OriginCertificate {
                     id: id.clone(),
                     expires_at: d.now + 365 * DAY,
+                    sha1_fingerprint: None,
                 });
                 new_origin = Some(id);
             }
@@ -116,6 +135,7 @@ fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Obser
             }
             (Resource::DnsRecord { .. }, _) => {
                 o.dns = vec![DnsRecord {
+                    ours: true,
                     id: "dns-1".into(),
                     record_type: "CNAME".into(),
                     content: d.cdn_endpoint.clone(),
@@ -125,9 +145,21 @@ fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Obser
             (Resource::WorkerKey { .. }, _) => {
                 o.worker_keys.push(SpacesKey {
                     access_key: format!("NEWKEY{}", o.worker_keys.len()),
+                    state: KeyState::Confirmed,
                     grants: vec![(d.bucket.clone(), "read".into())],
                 });
-                o.worker_secrets_present = true;
+                if let WorkerObserved::Deployed { secrets } = &mut o.worker {
+                    for n in crate::observe::WORKER_SECRET_NAMES {
+                        if !secrets.iter().any(|s| s == n) {
+                            secrets.push(n.to_owned());
+                        }
+                    }
+                }
+            }
+            (Resource::WorkerSecret { name }, _) => {
+                if let WorkerObserved::Deployed { secrets } = &mut o.worker {
+                    secrets.push(name.clone());
+                }
             }
             (Resource::OldDoCertificate { id, .. }, _) => o.do_certificates.retain(|c| &c.id != id),
             (Resource::OldOriginCertificate { id }, _) => {
@@ -252,14 +284,17 @@ fn after_apply_plan_is_empty() {
         origin_certificates: vec![OriginCertificate {
             id: "123456".into(),
             expires_at: NOW + 365 * DAY,
+            sha1_fingerprint: None,
         }],
         worker_keys: vec![SpacesKey {
             access_key: "LOST".into(),
+            state: KeyState::Confirmed,
             grants: vec![("nix-store".into(), "read".into())],
         }],
         ..Observed::default()
     };
-    half_made.worker_secrets_present = false;
+    // Made by an apply that died before its secret was handed over.
+    half_made.worker_keys[0].state = KeyState::Pending;
     for (name, start) in [
         ("empty", Observed::default()),
         ("converged", converged(&d)),
@@ -365,6 +400,7 @@ fn cdn_and_dns_drift() {
 
     let mut o = converged(&d);
     o.dns = vec![DnsRecord {
+        ours: true,
         id: "txt".into(),
         record_type: "TXT".into(),
         content: "x".into(),
@@ -438,6 +474,7 @@ fn orphans_of_an_interrupted_apply_are_removed() {
     o.origin_certificates.push(OriginCertificate {
         id: "999".into(),
         expires_at: NOW + 365 * DAY,
+        sha1_fingerprint: None,
     });
     o.do_certificates.push(DoCertificate {
         id: "stray".into(),
@@ -460,6 +497,7 @@ fn orphans_of_an_interrupted_apply_are_removed() {
         origin_certificates: vec![OriginCertificate {
             id: "999".into(),
             expires_at: NOW + 365 * DAY,
+            sha1_fingerprint: None,
         }],
         ..converged(&d)
     };
@@ -556,7 +594,9 @@ fn worker_key_without_stored_secret_is_replaced() {
         ..Overrides::default()
     });
     let mut o = converged(&d);
-    o.worker_secrets_present = false;
+    o.worker = WorkerObserved::Deployed {
+        secrets: vec!["SPACES_ACCESS_KEY_ID".into()],
+    };
     let changes = plan(&d, &o);
     let c = only_changes(&changes);
     assert_eq!(c.len(), 2, "{c:#?}");
@@ -617,4 +657,203 @@ fn lines_read_like_terraform() {
     assert!(changes[2]
         .to_string()
         .starts_with("=   unchanged versioning"));
+}
+
+fn in_cloudflare(env_secrets: &[&str]) -> Desired {
+    let mut d = desired_with(Overrides {
+        worker_name: Some("nix-cache".into()),
+        ..Overrides::default()
+    });
+    d.env_worker_secrets = env_secrets.iter().map(|s| s.to_string()).collect();
+    d
+}
+
+fn key(access_key: &str, state: KeyState) -> SpacesKey {
+    SpacesKey {
+        access_key: access_key.into(),
+        state,
+        grants: vec![("nix-store".into(), "read".into())],
+    }
+}
+
+#[test]
+fn a_worker_not_deployed_yet_waits_and_makes_no_key() {
+    let d = in_cloudflare(&["TOKEN_SECRET", "SIGNING_KEY"]);
+    let o = Observed {
+        worker: WorkerObserved::NotDeployed,
+        ..Observed::default()
+    };
+    let changes = plan(&d, &o);
+    let waiting: Vec<&Change> = changes
+        .iter()
+        .filter(|c| c.action == Action::Wait)
+        .collect();
+    assert_eq!(waiting.len(), 3, "{waiting:#?}");
+    assert_eq!(
+        waiting[0].resource,
+        Resource::WorkerKey { access_key: None }
+    );
+    assert!(
+        waiting[0]
+            .reason
+            .contains("run `npx wrangler deploy`, then `cargo run -p provision -- apply`"),
+        "{}",
+        waiting[0].reason
+    );
+    assert_eq!(
+        waiting[1].resource,
+        Resource::WorkerSecret {
+            name: "TOKEN_SECRET".into()
+        }
+    );
+    // Waiting is a change for `plan` (exit 2)...
+    assert!(has_changes(&changes));
+    // ...and no key is made or deleted while it waits, even one left from before.
+    let mut with_key = converged(&d);
+    with_key.worker = WorkerObserved::NotDeployed;
+    let changes = plan(&d, &with_key);
+    assert_eq!(
+        only_changes(&changes)
+            .iter()
+            .map(|c| (c.resource.to_string(), c.action))
+            .collect::<Vec<_>>(),
+        [
+            ("worker spaces key".to_owned(), Action::Wait),
+            ("worker secret TOKEN_SECRET".to_owned(), Action::Wait),
+            ("worker secret SIGNING_KEY".to_owned(), Action::Wait),
+        ]
+    );
+}
+
+#[test]
+fn no_proof_of_the_workers_key_makes_a_fresh_one_before_deleting_any() {
+    let d = in_cloudflare(&[]);
+    let cases = [
+        (
+            "pending beside confirmed (died before or after storing)",
+            vec![
+                key("OLD", KeyState::Confirmed),
+                key("NEW", KeyState::Pending),
+            ],
+            "left pending by an interrupted apply",
+        ),
+        (
+            "pending alone (died before the rename)",
+            vec![key("NEW", KeyState::Pending)],
+            "left pending by an interrupted apply",
+        ),
+        (
+            "two confirmed (died before deleting the old one)",
+            vec![
+                key("OLD", KeyState::Confirmed),
+                key("NEW", KeyState::Confirmed),
+            ],
+            "2 keys by this name",
+        ),
+    ];
+    for (name, keys, why) in cases {
+        let mut o = converged(&d);
+        o.worker_keys = keys.clone();
+        let changes = plan(&d, &o);
+        let c = only_changes(&changes);
+        assert_eq!(c[0].action, Action::Replace, "{name}: {c:#?}");
+        assert!(c[0].reason.contains(why), "{name}: {}", c[0].reason);
+        // Every old key is deleted, and only after the new one (a later step).
+        let deleted: Vec<&Resource> = c[1..].iter().map(|c| &c.resource).collect();
+        assert_eq!(deleted.len(), keys.len(), "{name}: {c:#?}");
+        for k in &keys {
+            assert!(deleted.contains(&&Resource::OldWorkerKey {
+                access_key: k.access_key.clone()
+            }));
+        }
+        let after = simulate_apply(&d, &o, &changes);
+        assert_eq!(after.worker_keys.len(), 1, "{name}");
+        assert!(!has_changes(&plan(&d, &after)), "{name}");
+    }
+}
+
+#[test]
+fn the_secrets_file_is_a_hand_over_not_state() {
+    // Without Cloudflare, one confirmed key is the Worker's key whether or not the file
+    // written for `wrangler secret bulk` is still there.
+    let d = desired();
+    let o = converged(&d);
+    assert_eq!(o.worker, WorkerObserved::NotManaged);
+    assert!(!has_changes(&plan(&d, &o)));
+}
+
+#[test]
+fn secrets_from_the_environment_are_stored_when_missing() {
+    let d = in_cloudflare(&["TOKEN_SECRET"]);
+    let mut o = converged(&d);
+    o.worker = WorkerObserved::Deployed {
+        secrets: crate::observe::WORKER_SECRET_NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
+    };
+    let changes = plan(&d, &o);
+    assert_eq!(
+        only_changes(&changes)
+            .iter()
+            .map(|c| (c.resource.to_string(), c.action))
+            .collect::<Vec<_>>(),
+        [("worker secret TOKEN_SECRET".to_owned(), Action::Create)]
+    );
+    let after = simulate_apply(&d, &o, &changes);
+    let again = plan(&d, &after);
+    assert!(!has_changes(&again), "{again:#?}");
+    assert!(again
+        .iter()
+        .any(|c| c.reason.contains("npx wrangler secret put TOKEN_SECRET")));
+    // Without Cloudflare, the commands to run are printed, naming the variable only.
+    let mut file = desired();
+    file.env_worker_secrets = vec!["SIGNING_KEY".into()];
+    let notes = unmanaged_secret_notes(&file);
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].contains("printf %s \"$SIGNING_KEY\" | npx wrangler secret put SIGNING_KEY"));
+    assert!(unmanaged_secret_notes(&d).is_empty());
+}
+
+#[test]
+fn dns_records_provision_did_not_make_are_left_alone() {
+    let d = desired();
+    for record_type in ["CNAME", "A", "AAAA"] {
+        let mut o = converged(&d);
+        o.dns = vec![DnsRecord {
+            ours: false,
+            id: "foreign".into(),
+            record_type: record_type.into(),
+            content: "elsewhere.example.net".into(),
+            proxied: false,
+        }];
+        let changes = plan(&d, &o);
+        let c = only_changes(&changes);
+        assert_eq!(
+            (c[0].resource.clone(), c[0].action),
+            (Resource::DnsRecord { id: None }, Action::Wait),
+            "{record_type}"
+        );
+        assert!(
+            c[0].reason.contains("provision did not make"),
+            "{}",
+            c[0].reason
+        );
+        assert!(
+            !destroy_plan(&d, &o)
+                .iter()
+                .any(|c| matches!(c.resource, Resource::DnsRecord { .. })),
+            "destroy leaves it"
+        );
+    }
+    // A TXT record beside it is no obstacle.
+    let mut o = converged(&d);
+    o.dns.push(DnsRecord {
+        ours: false,
+        id: "txt".into(),
+        record_type: "TXT".into(),
+        content: "v=spf1 -all".into(),
+        proxied: false,
+    });
+    assert!(!has_changes(&plan(&d, &o)));
 }

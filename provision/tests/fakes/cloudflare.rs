@@ -54,8 +54,11 @@ struct State {
     /// (zone id, record)
     records: Vec<(String, Value)>,
     certificates: Vec<OriginCertificate>,
-    /// (account id, script name) -> secrets
+    /// (account id, script name) -> secrets; a key exists once the script is deployed.
     secrets: BTreeMap<(String, String), Vec<Secret>>,
+    /// The most items one list page holds, whatever `per_page` asks (the live API caps it
+    /// at each list's maximum; tests lower it to make short lists span pages).
+    max_per_page: Option<usize>,
 }
 
 struct Inner {
@@ -119,6 +122,7 @@ impl FakeCloudflare {
                 records: Vec::new(),
                 certificates: Vec::new(),
                 secrets: BTreeMap::new(),
+                max_per_page: None,
             }),
             ca: OriginCa::new(),
         });
@@ -136,9 +140,43 @@ impl FakeCloudflare {
         format!("{}{API_PREFIX}", self.server.base_url())
     }
 
-    /// The account that owns the zones (any account id is accepted for Workers secrets).
+    /// The account that owns the zones and the Worker scripts.
     pub fn account_id(&self) -> String {
         self.account_id.clone()
+    }
+
+    /// `wrangler deploy`, as far as the secrets API can tell: the script exists from now on.
+    /// Until then, its secrets answer 404 with code 10007, as the live API does.
+    pub fn deploy_script(&self, script: &str) {
+        let mut state = self.inner.state.lock().unwrap();
+        state
+            .secrets
+            .entry((self.account_id.clone(), script.to_string()))
+            .or_default();
+    }
+
+    /// `wrangler delete`: the script and its secrets are gone; its secrets answer 10007 again.
+    pub fn delete_script(&self, script: &str) {
+        let mut state = self.inner.state.lock().unwrap();
+        state
+            .secrets
+            .remove(&(self.account_id.clone(), script.to_string()));
+    }
+
+    /// Adds a zone to the account (e.g. `co.uk` beside `example.co.uk`); returns its id.
+    pub fn add_zone(&self, name: &str) -> String {
+        let id = common::cf_id();
+        let mut state = self.inner.state.lock().unwrap();
+        let mut zone = state.zones[0].clone();
+        zone["id"] = id.clone().into();
+        zone["name"] = name.to_ascii_lowercase().into();
+        state.zones.push(zone);
+        id
+    }
+
+    /// Caps every list page at `n` items, whatever `per_page` asks.
+    pub fn set_max_per_page(&self, n: usize) {
+        self.inner.state.lock().unwrap().max_per_page = Some(n.max(1));
     }
 
     /// The id of a zone, by name.
@@ -205,6 +243,11 @@ impl FakeCloudflare {
         self.inner.journal.lock().unwrap().violations.clone()
     }
 
+    /// Drops every pending fault: the service answers again.
+    pub fn clear_faults(&self) {
+        self.inner.journal.lock().unwrap().clear_faults();
+    }
+
     /// The next `fault.times` requests matching `(method, path prefix)` get the fault; the
     /// prefix is an API path such as `/zones/` (a leading `/client/v4` is ignored).
     pub fn inject(&self, fault: Fault) {
@@ -236,6 +279,7 @@ fn success_list(
     items: Vec<Value>,
     query: &BTreeMap<String, String>,
     default_per_page: usize,
+    max_per_page: Option<usize>,
 ) -> Answer {
     let page: usize = query
         .get("page")
@@ -248,7 +292,8 @@ fn success_list(
         .and_then(|p| p.parse::<f64>().ok())
         .map(|p| p as usize)
         .unwrap_or(default_per_page)
-        .max(1);
+        .max(1)
+        .min(max_per_page.unwrap_or(usize::MAX));
     let total = items.len();
     let result: Vec<Value> = items
         .into_iter()
@@ -271,6 +316,12 @@ fn success_list(
             },
         }),
     )
+}
+
+/// A Worker script that was never deployed: the live secrets API answers 404 with code
+/// 10007 and the message `workers.api.error.script_not_found`.
+fn script_not_found() -> Answer {
+    failure(404, 10007, "workers.api.error.script_not_found")
 }
 
 fn not_found(what: &str) -> Answer {
@@ -394,7 +445,7 @@ impl Provider for Inner {
                     })
                     .cloned()
                     .collect();
-                success_list(zones, query, 20)
+                success_list(zones, query, 20, state.max_per_page)
             }
             "dns-records-for-a-zone-list-dns-records" => {
                 let zone_id = param("zone_id");
@@ -422,7 +473,7 @@ impl Provider for Inner {
                     })
                     .cloned()
                     .collect();
-                success_list(records, query, 100)
+                success_list(records, query, 100, state.max_per_page)
             }
             "dns-records-for-a-zone-create-dns-record" => {
                 let zone_id = param("zone_id");
@@ -511,7 +562,7 @@ impl Provider for Inner {
                     })
                     .map(|c| c.json.clone())
                     .collect();
-                success_list(certificates, query, 20)
+                success_list(certificates, query, 20, state.max_per_page)
             }
             "origin-ca-create-certificate" => self.create_origin_certificate(&mut state, body),
             "origin-ca-get-certificate" => {
@@ -549,11 +600,11 @@ impl Provider for Inner {
             }
             "worker-list-script-secrets" => {
                 let key = (param("account_id"), param("script_name"));
-                let secrets: Vec<Value> = state
-                    .secrets
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
+                let Some(secrets) = state.secrets.get(&key) else {
+                    return script_not_found();
+                };
+                let secrets: Vec<Value> = secrets
+                    .iter()
                     .map(|s| json!({ "name": s.name, "type": "secret_text" }))
                     .collect();
                 success(Value::Array(secrets))
@@ -568,7 +619,9 @@ impl Provider for Inner {
                     return failure(400, 10021, "secret name is required");
                 }
                 let key = (param("account_id"), param("script_name"));
-                let secrets = state.secrets.entry(key).or_default();
+                let Some(secrets) = state.secrets.get_mut(&key) else {
+                    return script_not_found();
+                };
                 match secrets.iter_mut().find(|s| s.name == name) {
                     Some(s) => s.text = text,
                     None => secrets.push(Secret {
@@ -581,11 +634,10 @@ impl Provider for Inner {
             "worker-get-script-secret" => {
                 let key = (param("account_id"), param("script_name"));
                 let name = param("secret_name");
-                match state
-                    .secrets
-                    .get(&key)
-                    .and_then(|s| s.iter().find(|s| s.name == name))
-                {
+                let Some(secrets) = state.secrets.get(&key) else {
+                    return script_not_found();
+                };
+                match secrets.iter().find(|s| s.name == name) {
                     Some(s) => success(json!({ "name": s.name, "type": "secret_text" })),
                     None => failure(404, 10056, "Secret not found"),
                 }
@@ -594,7 +646,7 @@ impl Provider for Inner {
                 let key = (param("account_id"), param("script_name"));
                 let name = param("secret_name");
                 let Some(secrets) = state.secrets.get_mut(&key) else {
-                    return failure(404, 10056, "Secret not found");
+                    return script_not_found();
                 };
                 let before = secrets.len();
                 secrets.retain(|s| s.name != name);
@@ -674,7 +726,8 @@ impl Inner {
             "id": id,
             "certificate": pem,
             "hostnames": hostnames,
-            "expires_on": rfc3339(not_after),
+            // Go's time.Time.String() layout, as the live API answers (not RFC 3339).
+            "expires_on": common::go_time(not_after),
             "request_type": request_type,
             "requested_validity": validity,
             "csr": csr,

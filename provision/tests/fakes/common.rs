@@ -76,6 +76,11 @@ impl Journal {
         }
     }
 
+    /// Drops every pending fault: the service answers again.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
     fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
         let index = self.faults.iter().position(|f| {
             (f.method == "*" || f.method.eq_ignore_ascii_case(method))
@@ -489,6 +494,27 @@ pub fn rfc3339(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Go's `time.Time.String()` layout, `2006-01-02 15:04:05.999999999 -0700 MST`, in UTC:
+/// what Cloudflare's Origin CA API answers for `expires_on` (e.g.
+/// `2039-03-24 01:48:00 +0000 UTC`; fractional seconds only when not zero, trailing zeros
+/// dropped).
+pub fn go_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fraction = match t.nanosecond() {
+        0 => String::new(),
+        n => format!(".{}", format!("{n:09}").trim_end_matches('0')),
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{fraction} +0000 UTC",
         t.year(),
         u8::from(t.month()),
         t.day(),

@@ -53,6 +53,9 @@ struct State {
     endpoints: Vec<Value>,
     keys: Vec<StoredKey>,
     refuse_origin_ca_on_cdn: bool,
+    /// The most items one list page holds, whatever `per_page` asks: 200, as the live API
+    /// caps it; tests lower it to make short lists span pages.
+    max_per_page: usize,
 }
 
 struct Inner {
@@ -89,6 +92,7 @@ impl FakeDigitalOcean {
                 endpoints: Vec::new(),
                 keys: Vec::new(),
                 refuse_origin_ca_on_cdn: true,
+                max_per_page: 200,
             }),
             requests: AtomicU64::new(0),
         });
@@ -131,9 +135,19 @@ impl FakeDigitalOcean {
         self.inner.journal.lock().unwrap().violations.clone()
     }
 
+    /// Drops every pending fault: the service answers again.
+    pub fn clear_faults(&self) {
+        self.inner.journal.lock().unwrap().clear_faults();
+    }
+
     /// The next `fault.times` requests matching `(method, path prefix)` get the fault.
     pub fn inject(&self, fault: Fault) {
         self.inner.journal.lock().unwrap().inject(fault, "");
+    }
+
+    /// Caps every list page at `n` items, whatever `per_page` asks (live: 200).
+    pub fn set_max_per_page(&self, n: usize) {
+        self.inner.state.lock().unwrap().max_per_page = n.max(1);
     }
 
     /// Whether the CDN refuses a Cloudflare Origin CA certificate on a custom domain
@@ -159,11 +173,14 @@ fn error_id(status: u16) -> &'static str {
     }
 }
 
+/// DigitalOcean's error body: `{id, message, request_id}` (the live API adds a request id
+/// to every error; clients must not need it).
 fn error(status: u16, message: &str) -> Answer {
-    Answer::json(
-        status,
-        json!({ "id": error_id(status), "message": message }),
-    )
+    Answer::json(status, error_json(status, message))
+}
+
+fn error_json(status: u16, message: &str) -> Value {
+    json!({ "id": error_id(status), "message": message, "request_id": common::uuid() })
 }
 
 fn not_found() -> Answer {
@@ -200,7 +217,7 @@ impl Provider for Inner {
             401 => "Unable to authenticate you",
             _ => message,
         };
-        json!({ "id": error_id(status), "message": message })
+        error_json(status, message)
     }
 
     fn refusal_status(&self, refusal: Refusal) -> u16 {
@@ -272,7 +289,14 @@ impl Provider for Inner {
                             .is_none_or(|n| n.is_empty() || c["name"] == n.as_str())
                     })
                     .collect();
-                list(&base, "/v2/certificates", "certificates", items, query)
+                list(
+                    &base,
+                    "/v2/certificates",
+                    "certificates",
+                    items,
+                    query,
+                    state.max_per_page,
+                )
             }
             "certificates_create" => create_certificate(&mut state, body),
             "certificates_get" => match state.certificates.iter().find(|c| c.json["id"] == id) {
@@ -297,7 +321,14 @@ impl Provider for Inner {
             }
             "cdn_list_endpoints" => {
                 let items = state.endpoints.clone();
-                list(&base, "/v2/cdn/endpoints", "endpoints", items, query)
+                list(
+                    &base,
+                    "/v2/cdn/endpoints",
+                    "endpoints",
+                    items,
+                    query,
+                    state.max_per_page,
+                )
             }
             "cdn_create_endpoint" => create_endpoint(&mut state, body),
             "cdn_get_endpoint" => match state.endpoints.iter().find(|e| e["id"] == id) {
@@ -342,7 +373,14 @@ impl Provider for Inner {
                         })
                     })
                     .collect();
-                list(&base, "/v2/spaces/keys", "keys", items, query)
+                list(
+                    &base,
+                    "/v2/spaces/keys",
+                    "keys",
+                    items,
+                    query,
+                    state.max_per_page,
+                )
             }
             "spacesKey_create" => create_key(&mut state, body),
             "spacesKey_get" => match state.keys.iter().find(|k| k.json["access_key"] == id) {
@@ -388,12 +426,18 @@ fn list(
     key: &str,
     items: Vec<Value>,
     query: &BTreeMap<String, String>,
+    max_per_page: usize,
 ) -> Answer {
-    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let per_page: usize = query
         .get("per_page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(20);
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, max_per_page);
     let total = items.len();
     let last = total.div_ceil(per_page).max(1);
     let page_items: Vec<Value> = items
