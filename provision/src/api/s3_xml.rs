@@ -205,12 +205,22 @@ pub fn parse_lifecycle(text: &str) -> Result<Vec<Lifecycle>, String> {
         .collect()
 }
 
-/// A page of ListObjectsV2: how many objects, and where the next page starts.
+/// A page of ListObjectsV2: the objects, and where the next page starts.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ObjectsPage {
-    pub keys: Vec<String>,
+    pub objects: Vec<ListedObject>,
     pub is_truncated: bool,
     pub next_continuation_token: Option<String>,
+}
+
+/// One `Contents` entry of a listing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    /// `Size`, in bytes.
+    pub size: Option<u64>,
+    /// `LastModified`, as S3 writes it (ISO 8601, `2026-11-02T10:00:00.000Z`).
+    pub last_modified: Option<String>,
 }
 
 /// A page of ListObjectVersions: versions and delete markers, in document order.
@@ -249,6 +259,10 @@ struct Entry {
     key: String,
     #[serde(rename = "VersionId", default)]
     version_id: Option<String>,
+    #[serde(rename = "Size", default)]
+    size: Option<u64>,
+    #[serde(rename = "LastModified", default)]
+    last_modified: Option<String>,
 }
 
 impl Entry {
@@ -284,7 +298,11 @@ pub fn list_objects(text: &str) -> Result<ObjectsPage, String> {
         match child {
             Child::IsTruncated(t) => page.is_truncated = truthy(&t),
             Child::NextContinuationToken(t) => page.next_continuation_token = non_empty(t),
-            Child::Contents(e) => page.keys.push(e.key),
+            Child::Contents(e) => page.objects.push(ListedObject {
+                key: e.key,
+                size: e.size,
+                last_modified: e.last_modified.and_then(non_empty),
+            }),
             _ => {}
         }
     }
@@ -417,11 +435,21 @@ mod tests {
 
     #[test]
     fn listings() {
-        let page = list_objects("<ListBucketResult xmlns=\"x\"><Name>b</Name><IsTruncated>true</IsTruncated><Contents><Key>a</Key><Size>1</Size></Contents><Contents><Key>b &amp; c</Key></Contents><NextContinuationToken>1/a+b==</NextContinuationToken></ListBucketResult>").unwrap();
+        let page = list_objects("<ListBucketResult xmlns=\"x\"><Name>b</Name><IsTruncated>true</IsTruncated><Contents><Key>a</Key><LastModified>2026-11-02T10:00:00.000Z</LastModified><Size>1</Size></Contents><Contents><Key>b &amp; c</Key></Contents><NextContinuationToken>1/a+b==</NextContinuationToken></ListBucketResult>").unwrap();
         assert_eq!(
             page,
             ObjectsPage {
-                keys: vec!["a".into(), "b & c".into()],
+                objects: vec![
+                    ListedObject {
+                        key: "a".into(),
+                        size: Some(1),
+                        last_modified: Some("2026-11-02T10:00:00.000Z".into()),
+                    },
+                    ListedObject {
+                        key: "b & c".into(),
+                        ..ListedObject::default()
+                    },
+                ],
                 is_truncated: true,
                 next_continuation_token: Some("1/a+b==".into()),
             }

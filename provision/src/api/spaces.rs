@@ -644,23 +644,36 @@ impl SpacesClient {
         let mut total = 0u64;
         let mut token: Option<String> = None;
         loop {
-            let call = S3Call::list_objects(bucket, token.as_deref(), self.page_size);
-            let answer = self.expect_success(&call)?;
-            let page = s3_xml::list_objects(&answer.text())
-                .map_err(|reason| Self::malformed(&call, reason))?;
-            total += page.keys.len() as u64;
-            if !page.is_truncated {
-                return Ok(total);
+            let (objects, next) = self.list_objects_page(bucket, token.as_deref())?;
+            total += objects.len() as u64;
+            match next {
+                None => return Ok(total),
+                Some(next) => token = Some(next),
             }
-            match page.next_continuation_token {
-                Some(next) if token.as_deref() != Some(next.as_str()) => token = Some(next),
-                _ => {
-                    return Err(Self::malformed(
-                        &call,
-                        "a truncated listing without a new NextContinuationToken",
-                    ))
-                }
-            }
+        }
+    }
+
+    /// One page of ListObjectsV2 after the continuation token of the page before: its
+    /// objects, and the token of the next page (`None` on the last page). A truncated page
+    /// without a new token is an error, never an endless listing.
+    pub fn list_objects_page(
+        &self,
+        bucket: &str,
+        token: Option<&str>,
+    ) -> Result<(Vec<s3_xml::ListedObject>, Option<String>), ApiError> {
+        let call = S3Call::list_objects(bucket, token, self.page_size);
+        let answer = self.expect_success(&call)?;
+        let page = s3_xml::list_objects(&answer.text())
+            .map_err(|reason| Self::malformed(&call, reason))?;
+        if !page.is_truncated {
+            return Ok((page.objects, None));
+        }
+        match page.next_continuation_token {
+            Some(next) if token != Some(next.as_str()) => Ok((page.objects, Some(next))),
+            _ => Err(Self::malformed(
+                &call,
+                "a truncated listing without a new NextContinuationToken",
+            )),
         }
     }
 

@@ -14,7 +14,6 @@ use clap::Args;
 use nix_spaces_cache::sigv4::Credentials;
 
 use crate::api::spaces::SpacesClient;
-use crate::api::HttpSettings;
 use crate::config::Config;
 use crate::env::{default_spaces_endpoint, SPACES_ACCESS_KEY_ID, SPACES_SECRET_ACCESS_KEY};
 use crate::gc::bucket::SpacesBucket;
@@ -81,12 +80,8 @@ fn spaces_client(config: &Config) -> anyhow::Result<SpacesClient> {
         .filter(|v| !v.trim().is_empty())
         .map(|v| v.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| default_spaces_endpoint(&config.region));
-    let settings = HttpSettings::from_env();
-    Ok(
-        SpacesClient::new(&endpoint, &config.region, Credentials::new(key_id, secret))
-            .context("SPACES_ENDPOINT")?
-            .with_retry(settings.base_delay, settings.attempts),
-    )
+    SpacesClient::new(&endpoint, &config.region, Credentials::new(key_id, secret))
+        .context("SPACES_ENDPOINT")
 }
 
 fn mib(bytes: u64) -> String {

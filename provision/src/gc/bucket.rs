@@ -1,17 +1,15 @@
 //! The bucket gc works on, through the Spaces client: ListObjectsV2 pages, GET, HEAD, DELETE and
-//! PUT of objects, each an S3 call sent (signed, retried) by [`SpacesClient::send`].
+//! PUT of objects, each an S3 call sent (signed, retried) by the one sender.
 
 use anyhow::Context;
-use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::plan::Listed;
 use super::run::{Bucket, ListPage};
+use crate::api::s3_xml::ListedObject;
+use crate::api::send::Response;
 use crate::api::spaces::{http_error, S3Call, SpacesClient};
-
-/// Keys asked for per listing page (S3's most).
-const PAGE_KEYS: u32 = 1000;
 
 /// A bucket of a Spaces (or any S3) endpoint.
 #[derive(Debug)]
@@ -34,7 +32,7 @@ impl SpacesBucket {
     }
 
     /// Sends `call`; 2xx is the answer, 404 is `None`, anything else an error naming the call.
-    fn send(&self, call: &S3Call) -> anyhow::Result<Option<crate::api::spaces::Answer>> {
+    fn send(&self, call: &S3Call) -> anyhow::Result<Option<Response>> {
         let answer = self.client.send(call)?;
         match answer.status {
             200..=299 => Ok(Some(answer)),
@@ -44,62 +42,38 @@ impl SpacesBucket {
     }
 }
 
-/// A ListObjectsV2 answer, the fields gc reads.
-/// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html>
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListBucketResult {
-    #[serde(default)]
-    contents: Vec<Contents>,
-    #[serde(default)]
-    is_truncated: bool,
-    next_continuation_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Contents {
-    key: String,
-    size: u64,
-    last_modified: String,
-}
-
-/// One ListObjectsV2 page, read.
-pub fn parse_list_page(xml: &str) -> anyhow::Result<ListPage> {
-    let result: ListBucketResult =
-        quick_xml::de::from_str(xml).context("a ListObjectsV2 answer that is not a listing")?;
-    let mut objects = Vec::with_capacity(result.contents.len());
-    for entry in result.contents {
-        let modified = OffsetDateTime::parse(&entry.last_modified, &Rfc3339)
-            .with_context(|| {
-                format!(
-                    "LastModified {:?} of {:?} is not an ISO 8601 time",
-                    entry.last_modified, entry.key
-                )
-            })?
-            .unix_timestamp();
-        objects.push(Listed {
-            key: entry.key,
-            size: entry.size,
-            modified,
-        });
-    }
-    let next = match (result.is_truncated, result.next_continuation_token) {
-        (false, _) => None,
-        (true, Some(token)) if !token.is_empty() => Some(token),
-        (true, _) => anyhow::bail!("a truncated listing without a NextContinuationToken"),
-    };
-    Ok(ListPage { objects, next })
+/// A listing entry as gc needs it: its key, size and age.
+pub fn listed(object: ListedObject) -> anyhow::Result<Listed> {
+    let size = object
+        .size
+        .with_context(|| format!("{:?}: the listing gives no Size", object.key))?;
+    let when = object
+        .last_modified
+        .with_context(|| format!("{:?}: the listing gives no LastModified", object.key))?;
+    let modified = OffsetDateTime::parse(&when, &Rfc3339)
+        .with_context(|| {
+            format!(
+                "{:?}: LastModified {when:?} is not an ISO 8601 time",
+                object.key
+            )
+        })?
+        .unix_timestamp();
+    Ok(Listed {
+        key: object.key,
+        size,
+        modified,
+    })
 }
 
 impl Bucket for SpacesBucket {
     fn list(&self, continuation: Option<&str>) -> anyhow::Result<ListPage> {
-        let call = S3Call::list_objects(&self.bucket, continuation, PAGE_KEYS);
-        let answer = self
-            .send(&call)?
-            .with_context(|| format!("ListObjectsV2 {}: no such bucket", call.resource()))?;
-        parse_list_page(&String::from_utf8_lossy(&answer.body))
-            .with_context(|| format!("ListObjectsV2 {}", call.resource()))
+        let (objects, next) = self.client.list_objects_page(&self.bucket, continuation)?;
+        let objects = objects
+            .into_iter()
+            .map(listed)
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("ListObjectsV2 s3://{}", self.bucket))?;
+        Ok(ListPage { objects, next })
     }
 
     fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
@@ -130,43 +104,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listing_page_is_read_as_s3_writes_it() {
-        // The shape of AWS's own example, as Spaces and s3s answer it.
-        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
-<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-  <Name>nix-store</Name><Prefix></Prefix><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys>
-  <IsTruncated>true</IsTruncated>
-  <Contents><Key>nar/a.nar.xz</Key><LastModified>2026-11-02T10:00:00.000Z</LastModified>
-    <ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><Size>434234</Size>
-    <StorageClass>STANDARD</StorageClass></Contents>
-  <Contents><Key>nix-cache-info</Key><LastModified>2026-11-01T00:00:00Z</LastModified>
-    <ETag>"x"</ETag><Size>52</Size><StorageClass>STANDARD</StorageClass></Contents>
-  <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>
-</ListBucketResult>"#;
-        let page = parse_list_page(xml).unwrap();
-        assert_eq!(page.objects.len(), 2);
-        assert_eq!(page.objects[0].key, "nar/a.nar.xz");
-        assert_eq!(page.objects[0].size, 434_234);
-        assert_eq!(page.objects[0].modified, 1_793_613_600);
-        assert_eq!(page.objects[1].modified, 1_793_491_200);
-        assert_eq!(
-            page.next.as_deref(),
-            Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=")
-        );
-    }
-
-    #[test]
-    fn an_empty_last_page_and_broken_pages() {
-        let empty = r#"<ListBucketResult><Name>b</Name><KeyCount>0</KeyCount>
-            <IsTruncated>false</IsTruncated></ListBucketResult>"#;
-        let page = parse_list_page(empty).unwrap();
-        assert!(page.objects.is_empty() && page.next.is_none());
-        let endless = r#"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>"#;
-        assert!(parse_list_page(endless).is_err());
-        let bad_time = r#"<ListBucketResult><IsTruncated>false</IsTruncated><Contents>
-            <Key>k</Key><Size>1</Size><LastModified>yesterday</LastModified></Contents>
-            </ListBucketResult>"#;
-        assert!(format!("{:#}", parse_list_page(bad_time).unwrap_err()).contains("yesterday"));
-        assert!(parse_list_page("<html>").is_err());
+    fn listing_entries_give_key_size_and_age() {
+        let entry = |size, when: Option<&str>| ListedObject {
+            key: "nar/a.nar.xz".into(),
+            size,
+            last_modified: when.map(str::to_string),
+        };
+        let l = listed(entry(Some(434_234), Some("2026-11-02T10:00:00.000Z"))).unwrap();
+        assert_eq!((l.size, l.modified), (434_234, 1_793_613_600));
+        let l = listed(entry(Some(1), Some("2026-11-01T00:00:00Z"))).unwrap();
+        assert_eq!(l.modified, 1_793_491_200);
+        for (size, when, says) in [
+            (None, Some("2026-11-01T00:00:00Z"), "no Size"),
+            (Some(1), None, "no LastModified"),
+            (Some(1), Some("yesterday"), "yesterday"),
+        ] {
+            let err = format!("{:#}", listed(entry(size, when)).unwrap_err());
+            assert!(err.contains(says), "{err}");
+        }
     }
 }
