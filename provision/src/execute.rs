@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context};
 use zeroize::Zeroizing;
 
-use crate::api::{cloudflare as cf, digitalocean as dig, spaces, ApiError};
+use crate::api::{cloudflare as cf, digitalocean as dig, ApiError};
 use crate::certs::{self, OriginKey};
 use crate::config::CdnCertificate;
 use crate::env::Secret;
@@ -128,21 +128,9 @@ impl<'a> Executor<'a> {
             Resource::Bucket => s3
                 .create_bucket(bucket)
                 .with_context(|| format!("apply: bucket {bucket}: CreateBucket"))?,
-            Resource::Lifecycle => s3
-                .put_lifecycle(
-                    bucket,
-                    &spaces::Lifecycle {
-                        id: "ttl".into(),
-                        enabled: true,
-                        expiration_days: Some(d.lifecycle.expiration_days),
-                        abort_incomplete_multipart_days: Some(d.lifecycle.abort_multipart_days),
-                    },
-                )
-                .with_context(|| {
-                    format!(
-                        "apply: bucket {bucket}: lifecycle rule: PutBucketLifecycleConfiguration"
-                    )
-                })?,
+            Resource::Lifecycle => s3.put_lifecycle(bucket, &d.lifecycle).with_context(|| {
+                format!("apply: bucket {bucket}: lifecycle rule: PutBucketLifecycleConfiguration")
+            })?,
             Resource::Versioning => s3.put_versioning(bucket, d.versioning).with_context(|| {
                 format!("apply: bucket {bucket}: versioning: PutBucketVersioning")
             })?,

@@ -20,8 +20,8 @@ use crate::api::{cloudflare as cf, digitalocean as dig, spaces, ApiError, HttpSe
 use crate::certs;
 use crate::env::Env;
 use crate::plan::{
-    CdnEndpoint, Desired, DnsRecord, DoCertificate, KeyState, Lifecycle, Observed,
-    OriginCertificate, SpacesKey, WorkerObserved, WorkerSecretsTarget,
+    CdnEndpoint, Desired, DnsRecord, DoCertificate, KeyState, Observed, OriginCertificate,
+    SpacesKey, WorkerObserved, WorkerSecretsTarget,
 };
 
 /// The Worker's two secrets, by the names the Worker reads.
@@ -101,17 +101,7 @@ pub fn observe(p: &Providers, d: &Desired) -> anyhow::Result<World> {
         let rules = p.spaces.get_lifecycle_rules(bucket).with_context(|| {
             format!("observe: bucket {bucket}: GetBucketLifecycleConfiguration")
         })?;
-        o.lifecycle = rules.map(|rules| match rules.as_slice() {
-            [rule] if rule.enabled => Lifecycle {
-                expiration_days: rule.expiration_days.unwrap_or(0),
-                abort_multipart_days: rule.abort_incomplete_multipart_days.unwrap_or(0),
-            },
-            // Disabled or several rules: never what provision wants.
-            _ => Lifecycle {
-                expiration_days: 0,
-                abort_multipart_days: 0,
-            },
-        });
+        o.lifecycle = rules;
         o.versioning = match p
             .spaces
             .get_versioning(bucket)

@@ -23,12 +23,10 @@ pub const CACHE_INFO_CONTENT_TYPE: &str = "text/x-nix-cache-info";
 /// Seconds in a day.
 const DAY: i64 = 86_400;
 
-/// A lifecycle rule as provision writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Lifecycle {
-    pub expiration_days: u32,
-    pub abort_multipart_days: u32,
-}
+pub use crate::api::s3_xml::Lifecycle;
+
+/// The id of the lifecycle rule provision writes.
+pub const LIFECYCLE_RULE_ID: &str = "ttl";
 
 /// Where the Worker's read-only key goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +88,10 @@ impl Desired {
             region: config.region.clone(),
             bucket: config.bucket.clone(),
             lifecycle: Lifecycle {
-                expiration_days: config.expiration_days,
-                abort_multipart_days: config.abort_multipart_days,
+                id: LIFECYCLE_RULE_ID.to_owned(),
+                enabled: true,
+                expiration_days: Some(config.expiration_days),
+                abort_incomplete_multipart_days: Some(config.abort_multipart_days),
             },
             versioning: config.versioning,
             policy: config
@@ -126,7 +126,7 @@ impl Desired {
     }
 }
 
-pub use crate::api::spaces::anonymous_read_policy;
+pub use crate::bucket_policy::anonymous_read_policy;
 
 /// A Cloudflare Origin CA certificate provision made for the hostname.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,7 +202,8 @@ pub struct Observed {
     /// The zone that holds the hostname.
     pub zone: String,
     pub bucket_exists: bool,
-    pub lifecycle: Option<Lifecycle>,
+    /// The bucket's lifecycle rules; `None` when it has no lifecycle configuration.
+    pub lifecycle: Option<Vec<Lifecycle>>,
     /// `Some(true)` enabled, `Some(false)` suspended, `None` never set.
     pub versioning: Option<bool>,
     pub policy: Option<serde_json::Value>,
@@ -387,20 +388,35 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
     });
 
     // 2. Lifecycle.
-    let want = desired.lifecycle;
+    let want = &desired.lifecycle;
+    let days = |d: Option<u32>| d.map_or_else(|| "no".to_owned(), |d| d.to_string());
     let rule = format!(
         "expire objects after {} days, abort multipart uploads after {} days",
-        want.expiration_days, want.abort_multipart_days
+        days(want.expiration_days),
+        days(want.abort_incomplete_multipart_days)
     );
-    changes.push(match observed.lifecycle {
-        Some(have) if have == want => Change::new(Resource::Lifecycle, Action::Unchanged, rule),
-        Some(have) => Change::new(
+    // One enabled rule with the same days is what provision wants, whatever its id.
+    let same = |have: &Lifecycle| {
+        have.enabled == want.enabled
+            && have.expiration_days == want.expiration_days
+            && have.abort_incomplete_multipart_days == want.abort_incomplete_multipart_days
+    };
+    changes.push(match observed.lifecycle.as_deref() {
+        Some([have]) if same(have) => Change::new(Resource::Lifecycle, Action::Unchanged, rule),
+        Some([have]) => Change::new(
             Resource::Lifecycle,
             Action::Update,
             format!(
-                "{rule} (now {} and {} days)",
-                have.expiration_days, have.abort_multipart_days
+                "{rule} (now {}{} and {} days)",
+                if have.enabled { "" } else { "disabled, " },
+                days(have.expiration_days),
+                days(have.abort_incomplete_multipart_days)
             ),
+        ),
+        Some(rules) => Change::new(
+            Resource::Lifecycle,
+            Action::Update,
+            format!("{rule} (now {} rules)", rules.len()),
         ),
         None => Change::new(Resource::Lifecycle, Action::Create, rule),
     });
@@ -420,7 +436,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
 
     // 4. Policy.
     changes.push(match (&desired.policy, &observed.policy) {
-        (Some(want), Some(have)) if crate::api::spaces::policy_equivalent(want, have) => {
+        (Some(want), Some(have)) if crate::bucket_policy::policy_equivalent(want, have) => {
             Change::new(
                 Resource::Policy,
                 Action::Unchanged,

@@ -477,3 +477,39 @@ fn an_apply_that_dies_at_any_step_is_finished_by_the_next() {
     }
     println!("{}", report.join("\n"));
 }
+
+/// `--key-out` writes the key only once its certificate exists: an apply that stops at the
+/// Origin CA leaves no key file behind, and the next one writes it.
+#[test]
+fn key_out_waits_for_the_certificate() {
+    let moto = start_moto();
+    let rig = Rig::new(&moto, "nix-store-keywait", false, "");
+    rig.cloudflare.inject(Fault {
+        method: "POST",
+        path_prefix: "/certificates".into(),
+        kind: FaultKind::Status(503),
+        times: 1000,
+    });
+    let first = rig.run(&["apply", "--key-out", "origin.key"]);
+    assert_eq!(first.code, 1, "{first:?}");
+    assert!(
+        first
+            .stderr
+            .contains("apply: origin certificate for cache.example.com"),
+        "{first:?}"
+    );
+    assert!(!rig.dir.path().join("origin.key").exists());
+    rig.cloudflare.clear_faults();
+    let second = rig.run(&["apply", "--key-out", "origin.key"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(rig.dir.path().join("origin.key").exists());
+    rig.assert_converged();
+    let pem = std::fs::read_to_string(rig.dir.path().join("origin.key")).unwrap();
+    let body: Vec<String> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_owned)
+        .collect();
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&body);
+}

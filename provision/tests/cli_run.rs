@@ -23,8 +23,11 @@ fn plan_apply_plan_destroy_against_the_test_servers() {
     let moto = start_moto();
     let rig = Rig::new(&moto, "nix-store", false, "");
     let mut table = Vec::new();
+    let mut calls = Vec::new();
 
+    let before = rig.counts();
     let (plan, n) = rig.counted(&["plan"]);
+    calls.push(("plan", rig.calls_since(before)));
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(
         plan.stdout
@@ -37,7 +40,9 @@ fn plan_apply_plan_destroy_against_the_test_servers() {
     );
     table.push(("plan", plan.code, n));
 
+    let before = rig.counts();
     let (apply, n) = rig.counted(&["apply"]);
+    calls.push(("apply", rig.calls_since(before)));
     assert_eq!(apply.code, 0, "{apply:?}");
     assert!(
         apply
@@ -54,7 +59,9 @@ fn plan_apply_plan_destroy_against_the_test_servers() {
     let cdn = rig.digitalocean.cdn_endpoints();
     assert_eq!(cdn[0]["certificate_id"], "needs-cloudflare-cert");
 
+    let before = rig.counts();
     let (again, n) = rig.counted(&["plan"]);
+    calls.push(("plan", rig.calls_since(before)));
     assert_eq!(again.code, 0, "the plan after apply is empty: {again:?}");
     assert!(again
         .stdout
@@ -79,7 +86,9 @@ fn plan_apply_plan_destroy_against_the_test_servers() {
         .contains(&format!("endpoint=127.0.0.1:{}", moto.port)));
     table.push(("output", output.code, n));
 
+    let before = rig.counts();
     let (destroy, n) = rig.counted(&["destroy", "--yes"]);
+    calls.push(("destroy --yes", rig.calls_since(before)));
     assert_eq!(destroy.code, 0, "{destroy:?}");
     table.push(("destroy", destroy.code, n));
     rig.assert_gone();
@@ -102,6 +111,15 @@ fn plan_apply_plan_destroy_against_the_test_servers() {
         );
     }
     println!("\n--- apply output ---\n{}", apply.stdout);
+    for (command, lines) in &calls {
+        println!(
+            "--- API calls of `provision {command}` ({}) ---",
+            lines.len()
+        );
+        for line in lines {
+            println!("  {line}");
+        }
+    }
 }
 
 #[test]

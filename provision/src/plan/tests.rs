@@ -31,7 +31,7 @@ fn converged(d: &Desired) -> Observed {
     let do_id = "0b9c3b5e-9d1a-4a54-8b0e-5e0b1c2f3a4d".to_owned();
     Observed {
         bucket_exists: true,
-        lifecycle: Some(d.lifecycle),
+        lifecycle: Some(vec![d.lifecycle.clone()]),
         versioning: d.versioning.then_some(true),
         policy: d.policy.clone(),
         cache_info: Some((d.cache_info.clone(), Some(CACHE_INFO_CONTENT_TYPE.into()))),
@@ -93,7 +93,7 @@ fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Obser
     for c in changes.iter().filter(|c| c.is_change()) {
         match (&c.resource, c.action) {
             (Resource::Bucket, _) => o.bucket_exists = true,
-            (Resource::Lifecycle, _) => o.lifecycle = Some(d.lifecycle),
+            (Resource::Lifecycle, _) => o.lifecycle = Some(vec![d.lifecycle.clone()]),
             (Resource::Versioning, _) => o.versioning = Some(d.versioning),
             (Resource::Policy, Action::Delete) => o.policy = None,
             (Resource::Policy, _) => o.policy = d.policy.clone(),
@@ -270,10 +270,10 @@ fn after_apply_plan_is_empty() {
     let mut expiring = converged(&d);
     expiring.origin_certificates[0].expires_at = NOW + 5 * DAY;
     let mut drifted = converged(&d);
-    drifted.lifecycle = Some(Lifecycle {
-        expiration_days: 7,
-        abort_multipart_days: 1,
-    });
+    drifted.lifecycle = Some(vec![Lifecycle {
+        expiration_days: Some(7),
+        ..d.lifecycle.clone()
+    }]);
     drifted.versioning = Some(false);
     drifted.policy = Some(serde_json::json!({"Statement": []}));
     drifted.cache_info = Some(("StoreDir: /gnu/store\n".into(), Some("text/html".into())));
@@ -319,10 +319,12 @@ fn each_setting_that_differs_is_one_update() {
     let cases: [(Edit, &str, Action); 9] = [
         (
             |o| {
-                o.lifecycle = Some(Lifecycle {
-                    expiration_days: 7,
-                    abort_multipart_days: 1,
-                })
+                o.lifecycle = Some(vec![Lifecycle {
+                    id: "someone-elses".into(),
+                    enabled: true,
+                    expiration_days: Some(7),
+                    abort_incomplete_multipart_days: Some(1),
+                }])
             },
             "lifecycle rule",
             Action::Update,

@@ -44,6 +44,21 @@ impl Moto {
             .count()
     }
 
+    /// Each request moto served, as `METHOD /path?query STATUS`, in order.
+    pub fn request_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (_, rest) = l.split_once('"')?;
+                let (request, after) = rest.split_once('"')?;
+                let request = request.strip_suffix(" HTTP/1.1")?;
+                let status = after.split_whitespace().next().unwrap_or("");
+                Some(format!("{request} {status}"))
+            })
+            .collect()
+    }
+
     /// provision's own client, straight to moto.
     pub fn s3(&self) -> SpacesClient {
         SpacesClient::new(

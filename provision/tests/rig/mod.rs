@@ -164,6 +164,36 @@ impl<'m> Rig<'m> {
         )
     }
 
+    /// The API calls made since `before` (a [`Rig::counts`]), one line each:
+    /// `provider METHOD path status`.
+    pub fn calls_since(&self, before: Counts) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (name, calls) in [
+            ("DigitalOcean", self.digitalocean.calls()),
+            ("Cloudflare", self.cloudflare.calls()),
+        ] {
+            let skip = if name == "DigitalOcean" {
+                before.digitalocean
+            } else {
+                before.cloudflare
+            };
+            lines.extend(
+                calls
+                    .iter()
+                    .skip(skip)
+                    .map(|c| format!("{name:<12} {} {} {}", c.method, c.path, c.status)),
+            );
+        }
+        lines.extend(
+            self.moto
+                .request_lines()
+                .into_iter()
+                .skip(before.spaces)
+                .map(|l| format!("{:<12} {l}", "Spaces")),
+        );
+        lines
+    }
+
     pub fn counts(&self) -> Counts {
         Counts {
             digitalocean: self.digitalocean.calls().len(),
