@@ -70,9 +70,9 @@ pub struct ConfigFlags {
     /// gc deletes unreferenced objects only once this many hours old (default 24).
     #[arg(long, global = true)]
     pub gc_grace_hours: Option<u32>,
-    /// Days until objects expire (default 30).
+    /// Days until a version that is no longer current is deleted (default 7).
     #[arg(long, global = true)]
-    pub expiration_days: Option<u32>,
+    pub noncurrent_days: Option<u32>,
     /// Days until unfinished multipart uploads are aborted (default 1).
     #[arg(long, global = true)]
     pub abort_multipart_days: Option<u32>,
@@ -119,7 +119,7 @@ impl From<&ConfigFlags> for Overrides {
             public_reads: f.public_reads,
             retention_days: f.retention_days,
             gc_grace_hours: f.gc_grace_hours,
-            expiration_days: f.expiration_days,
+            noncurrent_days: f.noncurrent_days,
             abort_multipart_days: f.abort_multipart_days,
             cdn_ttl: f.cdn_ttl,
             cdn_certificate: f.cdn_certificate,

@@ -64,7 +64,9 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileLifecycle {
+    /// No longer honoured: refused with the reason (see [`Config::resolve`]).
     pub expiration_days: Option<u32>,
+    pub noncurrent_days: Option<u32>,
     pub abort_multipart_days: Option<u32>,
 }
 
@@ -109,7 +111,7 @@ pub struct Overrides {
     pub public_reads: Option<bool>,
     pub retention_days: Option<u32>,
     pub gc_grace_hours: Option<u32>,
-    pub expiration_days: Option<u32>,
+    pub noncurrent_days: Option<u32>,
     pub abort_multipart_days: Option<u32>,
     pub cdn_ttl: Option<u32>,
     pub cdn_certificate: Option<CdnCertificate>,
@@ -140,7 +142,8 @@ pub struct Config {
     pub retention_days: u32,
     /// `provision gc` deletes what nothing kept refers to only once it is this many hours old.
     pub gc_grace_hours: u32,
-    pub expiration_days: u32,
+    /// The lifecycle rule deletes versions this many days after they stopped being current.
+    pub noncurrent_days: u32,
     pub abort_multipart_days: u32,
     pub cdn_ttl: u32,
     pub cdn_certificate: CdnCertificate,
@@ -179,6 +182,13 @@ impl Config {
                 "config: hostname is not set (e.g. hostname = \"cache.example.com\" or --hostname)"
             );
         };
+        if let Some(days) = file.lifecycle.expiration_days {
+            bail!(
+                "config: lifecycle.expiration_days = {days} is no longer supported: expiring \
+                 objects by age breaks closures (a narinfo can point at an older NAR). Remove it; \
+                 set retention_days = {days} instead and run `provision gc` daily (see README)"
+            );
+        }
         let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
         let zone = o
             .zone
@@ -201,10 +211,10 @@ impl Config {
             public_reads: o.public_reads.or(file.public_reads).unwrap_or(true),
             retention_days: o.retention_days.or(file.retention_days).unwrap_or(30),
             gc_grace_hours: o.gc_grace_hours.or(file.gc_grace_hours).unwrap_or(24),
-            expiration_days: o
-                .expiration_days
-                .or(file.lifecycle.expiration_days)
-                .unwrap_or(30),
+            noncurrent_days: o
+                .noncurrent_days
+                .or(file.lifecycle.noncurrent_days)
+                .unwrap_or(7),
             abort_multipart_days: o
                 .abort_multipart_days
                 .or(file.lifecycle.abort_multipart_days)
@@ -294,8 +304,8 @@ impl Config {
             "config: gc_grace_hours must be at least 1 (a push in flight has its NAR before its narinfo)"
         );
         ensure!(
-            self.expiration_days >= 1,
-            "config: lifecycle.expiration_days must be at least 1"
+            self.noncurrent_days >= 1,
+            "config: lifecycle.noncurrent_days must be at least 1"
         );
         ensure!(
             self.abort_multipart_days >= 1,
@@ -401,7 +411,8 @@ mod tests {
             (c.region.as_str(), c.bucket.as_str()),
             ("fra1", "nix-store")
         );
-        assert_eq!((c.expiration_days, c.abort_multipart_days), (30, 1));
+        assert_eq!((c.noncurrent_days, c.abort_multipart_days), (7, 1));
+        assert_eq!((c.retention_days, c.gc_grace_hours), (30, 24));
         assert!(c.versioning && c.public_reads);
         assert_eq!(c.cdn_ttl, 3600);
         assert_eq!(c.cdn_certificate, CdnCertificate::Auto);
@@ -445,7 +456,7 @@ mod tests {
             region = "ams3"
             public_reads = false
             [lifecycle]
-            expiration_days = 90
+            noncurrent_days = 90
             [cdn]
             certificate = "managed"
             [certificate]
@@ -467,7 +478,7 @@ mod tests {
         assert_eq!(c.zone, None, "found from the account's zones at run time");
         assert_eq!(c.region, "nyc3");
         assert!(!c.public_reads);
-        assert_eq!(c.expiration_days, 90);
+        assert_eq!(c.noncurrent_days, 90);
         assert_eq!(c.cdn_certificate, CdnCertificate::Managed);
         assert_eq!(c.key_type, KeyType::Rsa2048);
         assert_eq!(c.priority, 30);
@@ -476,10 +487,23 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_field_name() {
-        let cases: [(&str, &str); 6] = [
+        let cases: [(&str, &str); 9] = [
             (
                 "hostname = \"cache.example.com\"\nzone = \"other.com\"",
                 "not inside zone",
+            ),
+            (
+                "hostname = \"cache.example.com\"\n[lifecycle]\nexpiration_days = 30",
+                "lifecycle.expiration_days = 30 is no longer supported: expiring objects by age \
+                 breaks closures",
+            ),
+            (
+                "hostname = \"cache.example.com\"\nretention_days = 0",
+                "retention_days must be at least 1",
+            ),
+            (
+                "hostname = \"cache.example.com\"\ngc_grace_hours = 0",
+                "gc_grace_hours must be at least 1",
             ),
             (
                 "hostname = \"cache.example.com\"\n[cdn]\nttl = 5",

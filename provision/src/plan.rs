@@ -90,7 +90,11 @@ impl Desired {
             lifecycle: Lifecycle {
                 id: LIFECYCLE_RULE_ID.to_owned(),
                 enabled: true,
-                expiration_days: Some(config.expiration_days),
+                // Nothing current expires: `provision gc` frees space by reachability, and an
+                // age rule would break closures (a narinfo can point at an older NAR).
+                expiration_days: None,
+                expired_object_delete_marker: true,
+                noncurrent_days: Some(config.noncurrent_days),
                 abort_incomplete_multipart_days: Some(config.abort_multipart_days),
             },
             versioning: config.versioning,
@@ -367,6 +371,57 @@ pub fn has_changes(changes: &[Change]) -> bool {
     changes.iter().any(Change::is_change)
 }
 
+/// The lifecycle rule's change: one enabled rule that expires no current object, removes
+/// noncurrent versions and expired delete markers, and aborts unfinished uploads.
+fn plan_lifecycle(want: &Lifecycle, have: Option<&[Lifecycle]>) -> Change {
+    let days = |d: Option<u32>| d.map_or_else(|| "no".to_owned(), |d| d.to_string());
+    let rule = format!(
+        "abort multipart uploads after {} days, expire noncurrent versions after {} days, \
+         remove expired delete markers; current objects never expire (provision gc keeps closures whole)",
+        days(want.abort_incomplete_multipart_days),
+        days(want.noncurrent_days),
+    );
+    // One enabled rule with the same settings is what provision wants, whatever its id.
+    let same = |have: &Lifecycle| {
+        have.enabled == want.enabled
+            && have.expiration_days == want.expiration_days
+            && have.expired_object_delete_marker == want.expired_object_delete_marker
+            && have.noncurrent_days == want.noncurrent_days
+            && have.abort_incomplete_multipart_days == want.abort_incomplete_multipart_days
+    };
+    let now = match have {
+        None => return Change::new(Resource::Lifecycle, Action::Create, rule),
+        Some([have]) if same(have) => {
+            return Change::new(Resource::Lifecycle, Action::Unchanged, rule)
+        }
+        Some([have]) => match have.expiration_days {
+            Some(d) if have.enabled => format!(
+                "now it expires every object {d} days after it was written, which breaks \
+                 closures (a narinfo written today can point at a NAR written {} days ago) and \
+                 frees nothing while old versions are kept",
+                d.saturating_sub(1)
+            ),
+            _ => format!(
+                "now {}{} days for uploads, {} for noncurrent versions{}",
+                if have.enabled { "" } else { "disabled, " },
+                days(have.abort_incomplete_multipart_days),
+                days(have.noncurrent_days),
+                if have.expired_object_delete_marker {
+                    ""
+                } else {
+                    ", delete markers kept"
+                }
+            ),
+        },
+        Some(rules) => format!("now {} rules", rules.len()),
+    };
+    Change::new(
+        Resource::Lifecycle,
+        Action::Update,
+        format!("{rule} ({now})"),
+    )
+}
+
 /// The changes that take `observed` to `desired`, in apply order.
 pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
     let mut changes = Vec::new();
@@ -388,38 +443,10 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
     });
 
     // 2. Lifecycle.
-    let want = &desired.lifecycle;
-    let days = |d: Option<u32>| d.map_or_else(|| "no".to_owned(), |d| d.to_string());
-    let rule = format!(
-        "expire objects after {} days, abort multipart uploads after {} days",
-        days(want.expiration_days),
-        days(want.abort_incomplete_multipart_days)
-    );
-    // One enabled rule with the same days is what provision wants, whatever its id.
-    let same = |have: &Lifecycle| {
-        have.enabled == want.enabled
-            && have.expiration_days == want.expiration_days
-            && have.abort_incomplete_multipart_days == want.abort_incomplete_multipart_days
-    };
-    changes.push(match observed.lifecycle.as_deref() {
-        Some([have]) if same(have) => Change::new(Resource::Lifecycle, Action::Unchanged, rule),
-        Some([have]) => Change::new(
-            Resource::Lifecycle,
-            Action::Update,
-            format!(
-                "{rule} (now {}{} and {} days)",
-                if have.enabled { "" } else { "disabled, " },
-                days(have.expiration_days),
-                days(have.abort_incomplete_multipart_days)
-            ),
-        ),
-        Some(rules) => Change::new(
-            Resource::Lifecycle,
-            Action::Update,
-            format!("{rule} (now {} rules)", rules.len()),
-        ),
-        None => Change::new(Resource::Lifecycle, Action::Create, rule),
-    });
+    changes.push(plan_lifecycle(
+        &desired.lifecycle,
+        observed.lifecycle.as_deref(),
+    ));
 
     // 3. Versioning.
     changes.push(match (desired.versioning, observed.versioning) {

@@ -462,9 +462,11 @@ impl<'a> Case<'a> {
             (
                 rule.enabled,
                 rule.expiration_days,
+                rule.expired_object_delete_marker,
+                rule.noncurrent_days,
                 rule.abort_incomplete_multipart_days
             ),
-            (true, Some(30), Some(1)),
+            (true, None, true, Some(7), Some(1)),
             "{what}"
         );
         let policy = s3.get_policy(b).unwrap().expect("a bucket policy");

@@ -139,6 +139,8 @@ fn seed_lifecycle() -> Lifecycle {
         id: "nix-cache-expiry".into(),
         enabled: true,
         expiration_days: Some(30),
+        expired_object_delete_marker: false,
+        noncurrent_days: None,
         abort_incomplete_multipart_days: Some(1),
     }
 }
@@ -174,6 +176,18 @@ fn moto_bucket_settings_round_trip() {
         abort_incomplete_multipart_days: None,
         ..seed_lifecycle()
     };
+    // The rule provision writes now: nothing current expires; old versions and expired
+    // delete markers go, and unfinished uploads are aborted. moto keeps it as sent.
+    let retention = Lifecycle {
+        id: "ttl".into(),
+        enabled: true,
+        expiration_days: None,
+        expired_object_delete_marker: true,
+        noncurrent_days: Some(7),
+        abort_incomplete_multipart_days: Some(1),
+    };
+    s3.put_lifecycle(bucket, &retention).unwrap();
+    assert_eq!(s3.get_lifecycle(bucket).unwrap(), Some(retention));
     s3.put_lifecycle(bucket, &longer).unwrap();
     assert_eq!(
         s3.get_lifecycle_rules(bucket).unwrap(),

@@ -103,8 +103,12 @@ pub fn versioning_xml(enabled: bool) -> String {
 pub struct Lifecycle {
     pub id: String,
     pub enabled: bool,
-    /// Objects expire this many days after they were written.
+    /// Current objects expire this many days after they were written.
     pub expiration_days: Option<u32>,
+    /// Delete markers whose every older version is gone are removed.
+    pub expired_object_delete_marker: bool,
+    /// Versions that are no longer current are deleted this many days after they became so.
+    pub noncurrent_days: Option<u32>,
     /// Unfinished multipart uploads are aborted after this many days.
     pub abort_incomplete_multipart_days: Option<u32>,
 }
@@ -133,6 +137,12 @@ struct Rule {
     )]
     expiration: Option<Expiration>,
     #[serde(
+        rename = "NoncurrentVersionExpiration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    noncurrent: Option<NoncurrentVersionExpiration>,
+    #[serde(
         rename = "AbortIncompleteMultipartUpload",
         default,
         skip_serializing_if = "Option::is_none"
@@ -143,6 +153,18 @@ struct Rule {
 #[derive(Debug, Serialize, Deserialize)]
 struct Expiration {
     #[serde(rename = "Days", default, skip_serializing_if = "Option::is_none")]
+    days: Option<String>,
+    #[serde(
+        rename = "ExpiredObjectDeleteMarker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    expired_object_delete_marker: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct NoncurrentVersionExpiration {
+    #[serde(rename = "NoncurrentDays", default)]
     days: Option<String>,
 }
 
@@ -160,7 +182,19 @@ pub fn lifecycle_xml(rule: &Lifecycle) -> String {
             id: Some(rule.id.clone()),
             prefix: Some(String::new()),
             status: if rule.enabled { "Enabled" } else { "Disabled" }.to_owned(),
-            expiration: rule.expiration_days.map(|d| Expiration {
+            // S3 takes Days or ExpiredObjectDeleteMarker in one Expiration, not both.
+            expiration: match (rule.expiration_days, rule.expired_object_delete_marker) {
+                (Some(d), _) => Some(Expiration {
+                    days: Some(d.to_string()),
+                    expired_object_delete_marker: None,
+                }),
+                (None, true) => Some(Expiration {
+                    days: None,
+                    expired_object_delete_marker: Some("true".to_owned()),
+                }),
+                (None, false) => None,
+            },
+            noncurrent: rule.noncurrent_days.map(|d| NoncurrentVersionExpiration {
                 days: Some(d.to_string()),
             }),
             abort: rule
@@ -192,10 +226,19 @@ pub fn parse_lifecycle(text: &str) -> Result<Vec<Lifecycle>, String> {
     doc.rules
         .into_iter()
         .map(|rule| {
+            let (expiration_days, marker) = match rule.expiration {
+                Some(e) => (e.days, e.expired_object_delete_marker),
+                None => (None, None),
+            };
             Ok(Lifecycle {
                 id: rule.id.unwrap_or_default().trim().to_owned(),
                 enabled: rule.status.trim() == "Enabled",
-                expiration_days: days(rule.expiration.and_then(|e| e.days), "Expiration/Days")?,
+                expiration_days: days(expiration_days, "Expiration/Days")?,
+                expired_object_delete_marker: marker.is_some_and(|m| m.trim() == "true"),
+                noncurrent_days: days(
+                    rule.noncurrent.and_then(|n| n.days),
+                    "NoncurrentVersionExpiration/NoncurrentDays",
+                )?,
                 abort_incomplete_multipart_days: days(
                     rule.abort.and_then(|a| a.days),
                     "AbortIncompleteMultipartUpload/DaysAfterInitiation",
@@ -334,11 +377,26 @@ pub fn xml_escape(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The seed's rule: every object expires after 30 days.
     fn rule() -> Lifecycle {
         Lifecycle {
             id: "nix-cache-expiry".into(),
             enabled: true,
             expiration_days: Some(30),
+            expired_object_delete_marker: false,
+            noncurrent_days: None,
+            abort_incomplete_multipart_days: Some(1),
+        }
+    }
+
+    /// The rule provision writes today: nothing current expires.
+    fn retention_rule() -> Lifecycle {
+        Lifecycle {
+            id: "ttl".into(),
+            enabled: true,
+            expiration_days: None,
+            expired_object_delete_marker: true,
+            noncurrent_days: Some(7),
             abort_incomplete_multipart_days: Some(1),
         }
     }
@@ -356,9 +414,27 @@ mod tests {
             id: "a<&>b".into(),
             enabled: false,
             expiration_days: None,
+            expired_object_delete_marker: false,
+            noncurrent_days: None,
             abort_incomplete_multipart_days: Some(2),
         };
         assert_eq!(parse_lifecycle(&lifecycle_xml(&odd)).unwrap(), vec![odd]);
+    }
+
+    #[test]
+    fn the_retention_rule_is_written_as_s3_documents_it() {
+        let xml = lifecycle_xml(&retention_rule());
+        assert!(
+            xml.contains(
+                "<Status>Enabled</Status>\
+                 <Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>\
+                 <NoncurrentVersionExpiration><NoncurrentDays>7</NoncurrentDays></NoncurrentVersionExpiration>\
+                 <AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload>"
+            ),
+            "{xml}"
+        );
+        assert!(!xml.contains("<Days>"), "{xml}");
+        assert_eq!(parse_lifecycle(&xml).unwrap(), vec![retention_rule()]);
     }
 
     #[test]

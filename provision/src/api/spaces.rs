@@ -763,6 +763,8 @@ mod tests {
             id: "nix-cache-expiry".into(),
             enabled: true,
             expiration_days: Some(30),
+            expired_object_delete_marker: false,
+            noncurrent_days: None,
             abort_incomplete_multipart_days: Some(1),
         }
     }

@@ -322,7 +322,9 @@ fn each_setting_that_differs_is_one_update() {
                 o.lifecycle = Some(vec![Lifecycle {
                     id: "someone-elses".into(),
                     enabled: true,
-                    expiration_days: Some(7),
+                    expiration_days: None,
+                    expired_object_delete_marker: true,
+                    noncurrent_days: Some(30),
                     abort_incomplete_multipart_days: Some(1),
                 }])
             },
@@ -858,4 +860,41 @@ fn dns_records_provision_did_not_make_are_left_alone() {
         proxied: false,
     });
     assert!(!has_changes(&plan(&d, &o)));
+}
+
+#[test]
+fn the_seeds_age_rule_is_replaced_and_the_plan_says_why() {
+    let d = desired();
+    assert_eq!(d.lifecycle.expiration_days, None, "nothing current expires");
+    assert!(d.lifecycle.expired_object_delete_marker);
+    assert_eq!(d.lifecycle.noncurrent_days, Some(7));
+    let mut o = converged(&d);
+    o.lifecycle = Some(vec![Lifecycle {
+        id: "nix-cache-expiry".into(),
+        enabled: true,
+        expiration_days: Some(30),
+        expired_object_delete_marker: false,
+        noncurrent_days: None,
+        abort_incomplete_multipart_days: Some(1),
+    }]);
+    let changes = plan(&d, &o);
+    let lifecycle: Vec<&Change> = changes
+        .iter()
+        .filter(|c| c.resource == Resource::Lifecycle)
+        .collect();
+    assert_eq!(lifecycle.len(), 1);
+    assert_eq!(lifecycle[0].action, Action::Update);
+    let reason = &lifecycle[0].reason;
+    assert!(
+        reason.contains("current objects never expire")
+            && reason.contains(
+                "now it expires every object 30 days after it was written, which breaks closures"
+            ),
+        "{reason}"
+    );
+    // Once applied, the next plan leaves it alone.
+    o.lifecycle = Some(vec![d.lifecycle.clone()]);
+    assert!(plan(&d, &o)
+        .iter()
+        .any(|c| c.resource == Resource::Lifecycle && c.action == Action::Unchanged));
 }

@@ -341,9 +341,11 @@ impl<'m> Rig<'m> {
             (
                 rule.enabled,
                 rule.expiration_days,
+                rule.expired_object_delete_marker,
+                rule.noncurrent_days,
                 rule.abort_incomplete_multipart_days
             ),
-            (true, Some(30), Some(1))
+            (true, None, true, Some(7), Some(1))
         );
         let policy = s3.get_policy(&self.bucket).unwrap().unwrap();
         assert!(provision::api::spaces::policy_equivalent(
