@@ -136,7 +136,8 @@ impl Kind {
 /// A narinfo as gc saw it: listed, then read.
 #[derive(Clone, Debug)]
 pub struct NarInfoEntry {
-    pub listed: Listed,
+    /// `LastModified` of the narinfo, Unix seconds.
+    pub modified: i64,
     pub facts: Result<NarInfoFacts, Unreadable>,
 }
 
@@ -179,7 +180,7 @@ pub fn closure(
             Ok(facts) if !nar_present(&facts.nar_key) => {
                 out.dangling.insert(hash.clone());
             }
-            Ok(_) if entry.listed.modified >= now - policy.retention_secs => {
+            Ok(_) if entry.modified >= now - policy.retention_secs => {
                 out.roots += 1;
                 queue.push(hash.clone());
             }
@@ -464,7 +465,7 @@ mod tests {
             self.narinfos.insert(
                 h(c),
                 NarInfoEntry {
-                    listed: entry,
+                    modified: entry.modified,
                     facts: Ok(NarInfoFacts {
                         hash: h(c),
                         nar_key: nar(nar_c),

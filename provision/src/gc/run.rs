@@ -114,20 +114,22 @@ pub fn run(
         .collect();
     let of = narinfo_keys.len() as u64;
     let done = AtomicUsize::new(0);
+    // Each narinfo is read into its facts at once: its text is never kept.
     let read = parallel_map(&narinfo_keys, options.concurrency, |(listed, hash)| {
-        let bytes = bucket.get(&listed.key)?;
+        let facts = bucket
+            .get(&listed.key)?
+            .map(|bytes| facts::read_narinfo(&bytes));
         let n = done.fetch_add(1, Ordering::Relaxed) as u64 + 1;
         if n.is_multiple_of(1000) || n == of {
             progress(Progress::Read { done: n, of });
         }
-        Ok((hash.clone(), (*listed).clone(), bytes))
+        Ok((hash.clone(), listed.modified, facts))
     })?;
     let mut narinfos = BTreeMap::new();
-    for (hash, listed, bytes) in read {
+    for (hash, modified, facts) in read {
         // A narinfo deleted since the listing is simply not there any more.
-        let Some(bytes) = bytes else { continue };
-        let facts = facts::read_narinfo(&bytes);
-        narinfos.insert(hash, NarInfoEntry { listed, facts });
+        let Some(facts) = facts else { continue };
+        narinfos.insert(hash, NarInfoEntry { modified, facts });
     }
     report.narinfos_read = narinfos.len() as u64;
 
