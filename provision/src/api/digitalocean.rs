@@ -504,6 +504,10 @@ impl Call for RenameSpacesKey<'_> {
             serde_json::json!({ "name": self.name }).to_string(),
         ))
     }
+    /// Setting the same name twice is setting it once.
+    fn idempotent(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Deserialize)]

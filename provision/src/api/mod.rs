@@ -30,10 +30,14 @@ pub trait Call {
     fn body(&self) -> Option<Zeroizing<String>> {
         None
     }
+    /// Whether sending it twice does no more than sending it once (so a 5xx or a lost answer
+    /// may be retried): by default, GET, HEAD, PUT and DELETE.
+    fn idempotent(&self) -> bool {
+        matches!(self.method(), "GET" | "HEAD" | "PUT" | "DELETE")
+    }
 }
 
-/// A JSON call as a request for the sender: `Accept` and `Content-Type` JSON; idempotent
-/// when its method is.
+/// A JSON call as a request for the sender: `Accept` and `Content-Type` JSON.
 pub(crate) fn json_request<C: Call>(call: &C) -> send::Request {
     let method = call.method();
     let path = call.path();
@@ -59,7 +63,7 @@ pub(crate) fn json_request<C: Call>(call: &C) -> send::Request {
         query,
         headers,
         body,
-        idempotent: matches!(method, "GET" | "HEAD" | "PUT" | "DELETE"),
+        idempotent: call.idempotent(),
     }
 }
 
