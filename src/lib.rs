@@ -11,6 +11,7 @@
 //! - [`landing`]: the page at `/` for people.
 //! - [`token`]: access tokens (JWT, HS256): verify, mint, and the one [`token::Grant`] of a
 //!   request.
+//! - [`push`]: the rules of an upload: methods, body length and encoding, the origin's verdict.
 //! - [`narinfo`]: uploaded narinfos: strict parse, Nix's fingerprint, ed25519 signatures.
 //! - `edge` (wasm32 only): the Workers glue: signed fetch to Spaces, Cache API, responses.
 
@@ -19,6 +20,7 @@ pub mod landing;
 pub mod narinfo;
 pub mod nix;
 pub mod policy;
+pub mod push;
 pub mod sigv4;
 pub mod token;
 

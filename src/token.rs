@@ -168,7 +168,7 @@ pub fn verify(token: &str, secret: &TokenSecret, now: u64) -> Result<Claims, Tok
     }
     let signature = decode_part(signature, "signature")?;
     let mut mac = secret.mac();
-    mac.update(token[..header_len_with_payload(token)].as_bytes());
+    mac.update(&token.as_bytes()[..header_len_with_payload(token)]);
     mac.verify_slice(&signature)
         .map_err(|_| TokenError::Signature)?;
 
@@ -668,7 +668,13 @@ mod tests {
             "Bearer {}",
             mint(&claims(Scope::Write), &TokenSecret::new("x"))
         );
-        let cases: Vec<(Option<&str>, Option<&TokenSecret>, Need, Result<Grant, u16>)> = vec![
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a TokenSecret>,
+            Need,
+            Result<Grant, u16>,
+        );
+        let cases: Vec<Case> = vec![
             (None, Some(&s), Need::Nothing, Ok(Grant::Anonymous)),
             (
                 Some(bad.as_str()),

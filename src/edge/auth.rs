@@ -1,0 +1,54 @@
+//! Who may do what: the request's credentials turned into one [`Grant`], or a 401/403, decided
+//! once, right after the route and the bindings and before the edge cache or the origin is
+//! asked anything.
+//!
+//! The rules ([`crate::token::authorize`] applies them): a PUT needs a `write` token; with
+//! `PRIVATE = "1"` every other route but `/` needs `read`; otherwise nothing is needed and no
+//! credentials are looked at (Nix sends its netrc password everywhere, stale or not).
+
+use web_sys::Request;
+
+use crate::nix::Route;
+use crate::token::{self, Grant, Need};
+
+use super::isolate::Isolate;
+use super::{js, EdgeError};
+
+/// What `route` needs for a read (`put == false`) or an upload.
+pub(crate) fn need(isolate: &Isolate, route: &Route, put: bool) -> Need {
+    if put {
+        Need::Write
+    } else if isolate.config.push.private && *route != Route::Landing {
+        Need::Read
+    } else {
+        Need::Nothing
+    }
+}
+
+/// The grant of `req` for what it needs; a refusal names `realm` (the Worker's host) for
+/// `WWW-Authenticate`.
+pub(crate) fn grant(
+    req: &Request,
+    isolate: &Isolate,
+    need: Need,
+    realm: &str,
+) -> Result<Grant, EdgeError> {
+    if need == Need::Nothing {
+        return Ok(Grant::Anonymous);
+    }
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .map_err(js::failed("Headers.get"))?;
+    let now = (js_sys::Date::now() / 1000.0) as u64;
+    token::authorize(
+        authorization.as_deref(),
+        isolate.config.push.token_secret.as_ref(),
+        need,
+        now,
+    )
+    .map_err(|refusal| EdgeError::Refused {
+        refusal,
+        realm: realm.to_string(),
+    })
+}
