@@ -39,6 +39,8 @@ pub enum Command {
     Destroy(crate::command::destroy::DestroyArgs),
     /// Print what to do next: nix.conf lines, wrangler.toml route, push command.
     Output(crate::command::output::OutputArgs),
+    /// Mint an access token for the Worker from TOKEN_SECRET in the environment.
+    Token(crate::command::token::TokenArgs),
 }
 
 /// Flags that override the config file, one per field.
@@ -59,9 +61,12 @@ pub struct ConfigFlags {
     /// Bucket versioning (default true).
     #[arg(long, global = true)]
     pub versioning: Option<bool>,
-    /// Grant anonymous reads (default true).
+    /// Grant anonymous reads (default true; false for a private cache).
     #[arg(long, global = true)]
     pub public_reads: Option<bool>,
+    /// A private cache: only token holders read (the Worker's PRIVATE = "1").
+    #[arg(long, global = true)]
+    pub private: Option<bool>,
     /// Days until objects expire (default 30).
     #[arg(long, global = true)]
     pub expiration_days: Option<u32>,
@@ -109,6 +114,7 @@ impl From<&ConfigFlags> for Overrides {
             bucket: f.bucket.clone(),
             versioning: f.versioning,
             public_reads: f.public_reads,
+            private: f.private,
             expiration_days: f.expiration_days,
             abort_multipart_days: f.abort_multipart_days,
             cdn_ttl: f.cdn_ttl,

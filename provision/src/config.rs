@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub bucket: Option<String>,
     pub versioning: Option<bool>,
     pub public_reads: Option<bool>,
+    /// Only token holders read (the Worker's `PRIVATE = "1"`); the bucket must not be public.
+    pub private: Option<bool>,
     #[serde(default)]
     pub lifecycle: FileLifecycle,
     #[serde(default)]
@@ -105,6 +107,7 @@ pub struct Overrides {
     pub bucket: Option<String>,
     pub versioning: Option<bool>,
     pub public_reads: Option<bool>,
+    pub private: Option<bool>,
     pub expiration_days: Option<u32>,
     pub abort_multipart_days: Option<u32>,
     pub cdn_ttl: Option<u32>,
@@ -131,6 +134,9 @@ pub struct Config {
     pub versioning: bool,
     /// Grant anonymous `s3:GetObject` (as the seed); off for a Worker-only cache.
     pub public_reads: bool,
+    /// A private cache: the Worker serves only token holders (`PRIVATE = "1"`), so the
+    /// bucket may not be readable anonymously (`public_reads` off; it defaults to off).
+    pub private: bool,
     pub expiration_days: u32,
     pub abort_multipart_days: u32,
     pub cdn_ttl: u32,
@@ -177,8 +183,18 @@ impl Config {
             .or(file.zone)
             .map(|z| z.trim_end_matches('.').to_ascii_lowercase())
             .unwrap_or_else(|| parent_zone(&hostname));
+        let private = o.private.or(file.private).unwrap_or(false);
+        let public_reads = o.public_reads.or(file.public_reads);
+        if private && public_reads == Some(true) {
+            bail!(
+                "config: private = true but public_reads = true: a private cache's bucket may \
+                 not be readable anonymously (its objects would be public through the bucket \
+                 and the CDN); set public_reads = false or leave it out"
+            );
+        }
         let config = Self {
             zone,
+            private,
             region: o
                 .region
                 .clone()
@@ -190,7 +206,7 @@ impl Config {
                 .or(file.bucket)
                 .unwrap_or_else(|| "nix-store".into()),
             versioning: o.versioning.or(file.versioning).unwrap_or(true),
-            public_reads: o.public_reads.or(file.public_reads).unwrap_or(true),
+            public_reads: public_reads.unwrap_or(!private),
             expiration_days: o
                 .expiration_days
                 .or(file.lifecycle.expiration_days)
@@ -368,6 +384,34 @@ fn is_hostname(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_cache_has_no_public_bucket() {
+        let private = Overrides {
+            private: Some(true),
+            ..with_hostname()
+        };
+        let c = Config::resolve(FileConfig::default(), &private).unwrap();
+        assert!(c.private);
+        assert!(!c.public_reads, "public_reads defaults to off");
+        let both = Overrides {
+            public_reads: Some(true),
+            ..private.clone()
+        };
+        let err = Config::resolve(FileConfig::default(), &both).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("private = true but public_reads = true"),
+            "{err}"
+        );
+        let file: FileConfig = toml::from_str("private = true\npublic_reads = true").unwrap();
+        assert!(Config::resolve(file, &with_hostname()).is_err());
+        let file: FileConfig = toml::from_str("private = true").unwrap();
+        let c = Config::resolve(file, &with_hostname()).unwrap();
+        assert!(c.private && !c.public_reads);
+        let public = Config::resolve(FileConfig::default(), &with_hostname()).unwrap();
+        assert!(!public.private && public.public_reads);
+    }
 
     fn with_hostname() -> Overrides {
         Overrides {
