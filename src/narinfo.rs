@@ -2,18 +2,25 @@
 //! fingerprint, and ed25519 signatures with a Nix secret key (`SIGNING_KEY`).
 //!
 //! Pure: bytes in, a value or a reason out; the key is an argument. A real narinfo, as Nix 2.8
-//! uploads it with `nix copy --to http://…`:
+//! uploads it with `nix copy --to http://…` (from `scripts/seed-cache.sh`):
 //!
 //! ```text
-//! StorePath: /nix/store/6b4ydhhzq1ysv6rq6gw8x2pqz2kkqiv1-seed-top
-//! URL: nar/1yq3brq3jnlg8dflhf5ks2d1pn5cfrg6s0p35ljqwjvyy7svn8dr.nar.xz
+//! StorePath: /nix/store/nzpi9m84lghhlm4xwgvls1pi36axvx11-nix-spaces-cache-seed-top
+//! URL: nar/0syzjx510fxfh6iyfsw53z29ag72kr9jgg91pa5h8j1a93a00b13.nar.xz
 //! Compression: xz
-//! FileHash: sha256:1yq3brq3jnlg8dflhf5ks2d1pn5cfrg6s0p35ljqwjvyy7svn8dr
-//! FileSize: 252
-//! NarHash: sha256:0lhwqb7dk2zd7wrjbgjb1x58mhphqcq8s6mfk0z1aaxy2d6pxc0h
-//! NarSize: 480
-//! References: 3nf4dlygcqwv0cdjpa1z4dbq2jvzb4gs-seed-mid 9bm5c8qhmbqwcz6ll6m9qljizwns1gqa-busybox
-//! Deriver: 8yjc8b2x4c0q9ql7y3vnn3cxi9vjlazh-seed-top.drv
+//! FileHash: sha256:0syzjx510fxfh6iyfsw53z29ag72kr9jgg91pa5h8j1a93a00b13
+//! FileSize: 308
+//! NarHash: sha256:0v13zs5ksa8qvdm9i71i5ch11kkri7b2ikhsnmf2v6si21y2zdns
+//! NarSize: 640
+//! References: gnwriw8dnp33mxhqqmx3vbwgqv4p75nl-busybox s6ahqjngxxpcmiww3mhys49187q2gzcl-nix-spaces-cache-seed-mid
+//! Deriver: 76bhaw794s3bzzkgzjhvp75h4qxzq1rx-nix-spaces-cache-seed-top.drv
+//! ```
+//!
+//! and the `Sig` line Nix added when it signed it with a throwaway key (the Worker adds its
+//! own the same way with `SIGNING_KEY`: ed25519 over the fingerprint below):
+//!
+//! ```text
+//! Sig: nix-spaces-cache-local-1:bRbv5OAvSKtiiWdk5tnG8NeUPFJMeaGeOilfrENrESSHpWIxpVrMxfqlMJU43mqGisbxR5vXgFd0+9a5/gjoBw==
 //! ```
 //!
 //! What is accepted: `Key: value` lines, each key once (`Sig` may repeat), no other keys;

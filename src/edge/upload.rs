@@ -131,10 +131,11 @@ async fn upload(
                 if let Some(body) = req.body() {
                     let _ = body.cancel();
                 }
+                forget_at_edge(incoming).await;
                 return done(200, "already in this cache\n");
             }
             let expected = narinfo::nar_file_sha256_hex(hash);
-            put_nar(
+            let answer = put_nar(
                 req,
                 isolate,
                 &key,
@@ -142,7 +143,10 @@ async fn upload(
                 &expected,
                 incoming.route.content_type(),
             )
-            .await
+            .await?;
+            // Nix asks for the NAR (a HEAD) before pushing it: forget that miss.
+            forget_at_edge(incoming).await;
+            Ok(answer)
         }
         Route::Landing => Err(EdgeError::Method(policy::ALLOW)),
         route => {

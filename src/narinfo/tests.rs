@@ -268,3 +268,77 @@ fn key_formats() {
         );
     }
 }
+
+/// A narinfo written and signed by Nix 2.8 (`nix copy --to file://…?secret-key=…` in
+/// `scripts/seed-cache.sh`), with the public key of the throwaway key it was signed with.
+const NIX_SIGNED: &str = "StorePath: /nix/store/nzpi9m84lghhlm4xwgvls1pi36axvx11-nix-spaces-cache-seed-top
+URL: nar/0syzjx510fxfh6iyfsw53z29ag72kr9jgg91pa5h8j1a93a00b13.nar.xz
+Compression: xz
+FileHash: sha256:0syzjx510fxfh6iyfsw53z29ag72kr9jgg91pa5h8j1a93a00b13
+FileSize: 308
+NarHash: sha256:0v13zs5ksa8qvdm9i71i5ch11kkri7b2ikhsnmf2v6si21y2zdns
+NarSize: 640
+References: gnwriw8dnp33mxhqqmx3vbwgqv4p75nl-busybox s6ahqjngxxpcmiww3mhys49187q2gzcl-nix-spaces-cache-seed-mid
+Deriver: 76bhaw794s3bzzkgzjhvp75h4qxzq1rx-nix-spaces-cache-seed-top.drv
+Sig: nix-spaces-cache-local-1:bRbv5OAvSKtiiWdk5tnG8NeUPFJMeaGeOilfrENrESSHpWIxpVrMxfqlMJU43mqGisbxR5vXgFd0+9a5/gjoBw==
+";
+const NIX_PUBLIC_KEY: &str = "nix-spaces-cache-local-1:egWWCzDzx7Wytx6pVE86NLKfrRzRWNiJvc8ITf2LFvo=";
+
+/// The same key signed a path without references and with a `CA` field.
+const NIX_SIGNED_CA: &str = "StorePath: /nix/store/gnwriw8dnp33mxhqqmx3vbwgqv4p75nl-busybox
+URL: nar/005s7jrm4xgv0si9wlq4pdq1c3jfh1xvzvs2p0qyx4v2d0s0vsf3.nar.xz
+Compression: xz
+FileHash: sha256:005s7jrm4xgv0si9wlq4pdq1c3jfh1xvzvs2p0qyx4v2d0s0vsf3
+FileSize: 877684
+NarHash: sha256:1sa9mdvjvgsarhb2h3lzlvllj0nilyqn9af4g5b4b43mvxv06194
+NarSize: 1984080
+References: 
+Sig: nix-spaces-cache-local-1:smMD9Ma4BdO3OlIo/EO+oWKt5WU8qIM77WpaQNzRbZB2dvkWXwcszYx+9FE+FBpLLUB194QqjoG+q0zi1l6rAg==
+CA: fixed:r:sha256:1sa9mdvjvgsarhb2h3lzlvllj0nilyqn9af4g5b4b43mvxv06194
+";
+
+#[test]
+fn nix_s_own_signatures_verify_over_our_fingerprint() {
+    let key = PublicKey::parse(NIX_PUBLIC_KEY).unwrap();
+    assert_eq!(key.to_string(), NIX_PUBLIC_KEY);
+    let top = NarInfo::parse(
+        NIX_SIGNED.as_bytes(),
+        &StorePathHash::parse("nzpi9m84lghhlm4xwgvls1pi36axvx11").unwrap(),
+        "/nix/store",
+    )
+    .unwrap();
+    assert_eq!(
+        top.fingerprint(),
+        "1;/nix/store/nzpi9m84lghhlm4xwgvls1pi36axvx11-nix-spaces-cache-seed-top;\
+         sha256:0v13zs5ksa8qvdm9i71i5ch11kkri7b2ikhsnmf2v6si21y2zdns;640;\
+         /nix/store/gnwriw8dnp33mxhqqmx3vbwgqv4p75nl-busybox,\
+         /nix/store/s6ahqjngxxpcmiww3mhys49187q2gzcl-nix-spaces-cache-seed-mid"
+    );
+    assert!(top.signed_by("nix-spaces-cache-local-1"));
+    assert!(top.verify(&key), "Nix's signature does not verify over our fingerprint");
+    let busybox = NarInfo::parse(
+        NIX_SIGNED_CA.as_bytes(),
+        &StorePathHash::parse("gnwriw8dnp33mxhqqmx3vbwgqv4p75nl").unwrap(),
+        "/nix/store",
+    )
+    .unwrap();
+    assert!(busybox.references.is_empty());
+    assert!(busybox.verify(&key));
+    // Any change to a signed field breaks it.
+    let tampered = NIX_SIGNED.replace("NarSize: 640", "NarSize: 641");
+    let tampered = NarInfo::parse(
+        tampered.as_bytes(),
+        &StorePathHash::parse("nzpi9m84lghhlm4xwgvls1pi36axvx11").unwrap(),
+        "/nix/store",
+    )
+    .unwrap();
+    assert!(!tampered.verify(&key));
+    // The file hash in the name, decoded, is the SHA-256 of the file (`sha256sum` of that
+    // NAR, and `nix hash to-base16`).
+    assert_eq!(
+        nar_file_sha256_hex(
+            &NarFileHash::parse("0syzjx510fxfh6iyfsw53z29ag72kr9jgg91pa5h8j1a93a00b13").unwrap()
+        ),
+        "232c00d4482a48048bba21bd27539ee23c95c41f856be7a381ae3b104a97df6b"
+    );
+}
