@@ -282,7 +282,8 @@ References: gnwriw8dnp33mxhqqmx3vbwgqv4p75nl-busybox s6ahqjngxxpcmiww3mhys49187q
 Deriver: 76bhaw794s3bzzkgzjhvp75h4qxzq1rx-nix-spaces-cache-seed-top.drv
 Sig: nix-spaces-cache-local-1:bRbv5OAvSKtiiWdk5tnG8NeUPFJMeaGeOilfrENrESSHpWIxpVrMxfqlMJU43mqGisbxR5vXgFd0+9a5/gjoBw==
 ";
-const NIX_PUBLIC_KEY: &str = "nix-spaces-cache-local-1:egWWCzDzx7Wytx6pVE86NLKfrRzRWNiJvc8ITf2LFvo=";
+const NIX_PUBLIC_KEY: &str =
+    "nix-spaces-cache-local-1:egWWCzDzx7Wytx6pVE86NLKfrRzRWNiJvc8ITf2LFvo=";
 
 /// The same key signed a path without references and with a `CA` field.
 const NIX_SIGNED_CA: &str = "StorePath: /nix/store/gnwriw8dnp33mxhqqmx3vbwgqv4p75nl-busybox
@@ -315,7 +316,10 @@ fn nix_s_own_signatures_verify_over_our_fingerprint() {
          /nix/store/s6ahqjngxxpcmiww3mhys49187q2gzcl-nix-spaces-cache-seed-mid"
     );
     assert!(top.signed_by("nix-spaces-cache-local-1"));
-    assert!(top.verify(&key), "Nix's signature does not verify over our fingerprint");
+    assert!(
+        top.verify(&key),
+        "Nix's signature does not verify over our fingerprint"
+    );
     let busybox = NarInfo::parse(
         NIX_SIGNED_CA.as_bytes(),
         &StorePathHash::parse("gnwriw8dnp33mxhqqmx3vbwgqv4p75nl").unwrap(),
