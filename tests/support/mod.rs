@@ -1288,11 +1288,41 @@ pub mod upload {
                 headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
-        let mut raw = Vec::new();
-        let _ = reader.read_to_end(&mut raw);
+        // Read exactly the body: the server may keep the connection open after it.
         let chunked = headers
             .iter()
             .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        let mut raw = Vec::new();
+        if status == 204 || status == 304 {
+        } else if chunked {
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                raw.extend_from_slice(line.as_bytes());
+                if line == "0\r\n" {
+                    let mut end = String::new();
+                    let _ = reader.read_line(&mut end);
+                    break;
+                }
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .unwrap_or(0);
+                let mut chunk = vec![0u8; size + 2];
+                if reader.read_exact(&mut chunk).is_err() {
+                    break;
+                }
+                raw.extend_from_slice(&chunk);
+                line.clear();
+            }
+        } else if let Some(length) = length {
+            raw.resize(length, 0);
+            let got = read_up_to(&mut reader, &mut raw);
+            raw.truncate(got);
+        } else {
+            let _ = reader.read_to_end(&mut raw);
+        }
         let body = if chunked { dechunk(&raw) } else { raw };
         Response {
             status,
@@ -1302,6 +1332,17 @@ pub mod upload {
             body,
             first_mismatch: None,
         }
+    }
+
+    fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> usize {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+        filled
     }
 
     fn dechunk(mut raw: &[u8]) -> Vec<u8> {
