@@ -7,11 +7,13 @@
 //!   its NAR checked with one HEAD (it must be there with exactly `FileSize` bytes), signed with
 //!   `SIGNING_KEY` unless already signed by that key name, written, and then this location's
 //!   edge entry for it (a remembered miss) is deleted.
-//! - a NAR: skipped when the bucket has it already; otherwise streamed through a
-//!   `FixedLengthStream` (so Spaces gets a `Content-Length`) and hashed as it passes. The PUT
-//!   is signed with the hash the NAR's name promises, so S3 itself refuses a mismatch; the
-//!   Worker also holds back the last chunk until its own hash is known and aborts the upload
-//!   when the body does not match, so no corrupt NAR is ever complete at the origin.
+//! - a NAR: skipped when the bucket has it already; otherwise piped by the runtime through a
+//!   `FixedLengthStream` (so Spaces gets a `Content-Length`; nothing is buffered). The PUT is
+//!   signed with the SHA-256 the NAR's name promises as `x-amz-content-sha256`, so the origin
+//!   itself refuses a body that does not match and keeps nothing of it: Spaces and S3 answer
+//!   400 `XAmzContentSHA256Mismatch` (the Worker's 400), s3s-fs 500 `InternalError` after
+//!   logging `Sha256Mismatch` (the Worker's 502). Hashing in the Worker instead cost 0.4 to
+//!   0.66 of the direct upload speed (BENCHMARKS.md, "Uploads").
 //! - listings, logs, debug info, realisations: streamed with `UNSIGNED-PAYLOAD`, keeping the
 //!   client's `Content-Type` and `Content-Encoding`.
 //!
@@ -20,13 +22,12 @@
 use std::rc::Rc;
 
 use js_sys::{Promise, Reflect, Uint8Array};
-use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{
     Cache, Headers, ReadableStream, ReadableStreamDefaultReader, Request, RequestInit,
-    RequestRedirect, Response, WritableStream, WritableStreamDefaultWriter,
+    RequestRedirect, Response, WritableStream,
 };
 use worker::worker_sys::ext::CacheStorageExt;
 use worker::{console_log, console_warn};
@@ -68,7 +69,11 @@ extern "C" {
 
     #[wasm_bindgen(method, getter)]
     fn writable(this: &DecompressionStream) -> WritableStream;
+
 }
+
+/// What the origin's refusal of a body that does not match its signed SHA-256 becomes.
+const DIGEST_MISMATCH: &str = "body does not match the SHA-256 it was sent with";
 
 /// Answers a PUT: the promise of the response (an error becomes its plain-text answer).
 pub(crate) fn serve(req: Request, incoming: Incoming, isolate: Rc<Isolate>) -> Promise {
@@ -164,28 +169,7 @@ async fn upload(
             if let Some(encoding) = encoding {
                 extra.push(("content-encoding".to_string(), encoding));
             }
-            let stream =
-                FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
-            let piped = match req.body() {
-                Some(body) => body.pipe_to(&stream.writable()),
-                None => stream
-                    .writable()
-                    .get_writer()
-                    .map_err(js::failed("getWriter"))?
-                    .close(),
-            };
-            let sent = send(
-                isolate,
-                "PUT",
-                &key,
-                extra,
-                UNSIGNED_PAYLOAD,
-                Some(&stream.readable()),
-            )?;
-            let answer = JsFuture::from(sent).await;
-            let _ = JsFuture::from(piped).await;
-            let answer = answer.map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
-            written(answer.unchecked_into()).await?;
+            stream_put(req, isolate, &key, length, extra, UNSIGNED_PAYLOAD).await?;
             forget_at_edge(incoming).await;
             console_log!("stored {key} ({length} bytes)");
             done(200, "stored\n")
@@ -264,8 +248,51 @@ async fn put_narinfo(
     done(200, "stored\n")
 }
 
-/// Streams the NAR to the origin, hashing it as it passes; a body that does not hash to the
-/// NAR's name is refused and its upload aborted before its last byte.
+/// Streams the request body to `key` at the origin, signed with `payload_hash`, through a
+/// `FixedLengthStream` of the declared length (so the origin gets a `Content-Length`); the
+/// runtime pipes it, nothing is buffered.
+async fn stream_put(
+    req: &Request,
+    isolate: &Isolate,
+    key: &str,
+    length: u64,
+    extra: Vec<(String, String)>,
+    payload_hash: &str,
+) -> Result<(), EdgeError> {
+    let stream = FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
+    let piped = match req.body() {
+        Some(body) => body.pipe_to(&stream.writable()),
+        None => stream
+            .writable()
+            .get_writer()
+            .map_err(js::failed("getWriter"))?
+            .close(),
+    };
+    let sent = send(
+        isolate,
+        "PUT",
+        key,
+        extra,
+        payload_hash,
+        Some(&stream.readable()),
+    )?;
+    let answer = JsFuture::from(sent).await;
+    let piped = JsFuture::from(piped).await;
+    let answer = match (answer, piped) {
+        (Ok(answer), _) => answer,
+        (Err(_), Err(_)) => {
+            return Err(EdgeError::Upload {
+                status: 400,
+                reason: format!("body ended before its Content-Length of {length} bytes"),
+            })
+        }
+        (Err(_), Ok(_)) => return Err(EdgeError::Origin(FailReason::Unreachable)),
+    };
+    written(answer.unchecked_into()).await
+}
+
+/// Streams a NAR to the origin, signed with the SHA-256 its name promises: S3 (and Spaces)
+/// refuse a body that does not match, and keep nothing of it.
 async fn put_nar(
     req: &Request,
     isolate: &Isolate,
@@ -274,131 +301,20 @@ async fn put_nar(
     expected_hex: &str,
     content_type: &str,
 ) -> Result<Response, EdgeError> {
-    let stream = FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
-    let writer = stream
-        .writable()
-        .get_writer()
-        .map_err(js::failed("getWriter"))?;
     let extra = vec![("content-type".to_string(), content_type.to_string())];
-    let sent = send(
-        isolate,
-        "PUT",
-        key,
-        extra,
-        expected_hex,
-        Some(&stream.readable()),
-    )?;
-    let pumped = pump(req.body(), &writer, length, expected_hex).await;
-    let answer = JsFuture::from(sent).await;
-    match pumped {
-        Ok(()) => {}
-        Err(Pumped::Mismatch) => {
-            // The origin never saw the last chunk; should it have kept anything, remove it.
-            if let Ok(answer) = answer {
-                if (200..300).contains(&answer.unchecked_ref::<Response>().status()) {
-                    remove(isolate, key).await;
-                }
-            }
-            return Err(EdgeError::Upload {
-                status: 400,
-                reason: "NAR body does not hash to its file name: nothing stored".into(),
-            });
-        }
-        Err(Pumped::BodyFailed) => {
-            return Err(EdgeError::Upload {
-                status: 400,
-                reason: format!("body ended before its Content-Length of {length} bytes"),
-            })
-        }
-        Err(Pumped::OriginGone) => {}
-    }
-    let answer = answer.map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
-    match written(answer.unchecked_into()).await {
-        Err(EdgeError::Upload { status: 400, .. }) => Err(EdgeError::Upload {
-            status: 400,
-            reason: "NAR body does not hash to its file name: nothing stored".into(),
-        }),
-        Err(e) => Err(e),
+    match stream_put(req, isolate, key, length, extra, expected_hex).await {
         Ok(()) => {
             console_log!("stored {key} ({length} bytes)");
             done(200, "stored\n")
         }
-    }
-}
-
-enum Pumped {
-    Mismatch,
-    BodyFailed,
-    OriginGone,
-}
-
-/// Copies `body` into `writer`, hashing it; the last chunk is written only once the whole
-/// body's SHA-256 is known to be `expected_hex`, else the writer is aborted.
-async fn pump(
-    body: Option<ReadableStream>,
-    writer: &WritableStreamDefaultWriter,
-    length: u64,
-    expected_hex: &str,
-) -> Result<(), Pumped> {
-    let abort = |writer: &WritableStreamDefaultWriter| {
-        let _ = writer.abort_with_reason(&JsValue::from_str("upload refused"));
-    };
-    let mut hasher = Sha256::new();
-    let mut seen: u64 = 0;
-    let mut buf: Vec<u8> = Vec::new();
-    if let Some(body) = body {
-        let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-        loop {
-            let chunk = match next_chunk(&reader).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(_) => {
-                    abort(writer);
-                    return Err(Pumped::BodyFailed);
-                }
-            };
-            let n = chunk.length() as usize;
-            buf.resize(n, 0);
-            chunk.copy_to(&mut buf);
-            hasher.update(&buf);
-            seen += n as u64;
-            if seen > length {
-                abort(writer);
-                let _ = reader.cancel();
-                return Err(Pumped::BodyFailed);
-            }
-            if seen == length && !digest_is(&mut hasher, expected_hex) {
-                abort(writer);
-                let _ = reader.cancel();
-                return Err(Pumped::Mismatch);
-            }
-            if JsFuture::from(writer.write_with_chunk(&chunk))
-                .await
-                .is_err()
-            {
-                let _ = reader.cancel();
-                return Err(Pumped::OriginGone);
-            }
+        Err(EdgeError::Upload { reason, .. }) if reason == DIGEST_MISMATCH => {
+            Err(EdgeError::Upload {
+                status: 400,
+                reason: "NAR body does not hash to its file name: nothing stored".into(),
+            })
         }
+        Err(e) => Err(e),
     }
-    if seen != length {
-        abort(writer);
-        return Err(Pumped::BodyFailed);
-    }
-    if length == 0 && !digest_is(&mut hasher, expected_hex) {
-        abort(writer);
-        return Err(Pumped::Mismatch);
-    }
-    JsFuture::from(writer.close())
-        .await
-        .map(|_| ())
-        .map_err(|_| Pumped::OriginGone)
-}
-
-fn digest_is(hasher: &mut Sha256, expected_hex: &str) -> bool {
-    let digest = hasher.clone().finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex == expected_hex
 }
 
 /// The next chunk of a body as bytes, `None` at its end.
@@ -487,20 +403,9 @@ async fn written(answer: Response) -> Result<(), EdgeError> {
         WriteVerdict::Done => Ok(()),
         WriteVerdict::DigestMismatch => Err(EdgeError::Upload {
             status: 400,
-            reason: "body does not match the SHA-256 it was sent with".into(),
+            reason: DIGEST_MISMATCH.into(),
         }),
         WriteVerdict::Fail(reason) => Err(EdgeError::Origin(reason)),
-    }
-}
-
-/// Deletes `key` from the bucket; a failure is logged.
-async fn remove(isolate: &Isolate, key: &str) {
-    let deleted = match send(isolate, "DELETE", key, Vec::new(), EMPTY_SHA256, None) {
-        Ok(sent) => JsFuture::from(sent).await.is_ok(),
-        Err(_) => false,
-    };
-    if !deleted {
-        console_warn!("could not remove {key} after a refused upload");
     }
 }
 
