@@ -246,6 +246,12 @@ async function main() {
     port: 0,
     cf: false,
     log: new Log(LogLevel.WARN),
+    // The Worker logs every store: into a file, not into the report.
+    handleRuntimeStdio(stdout, stderr) {
+      const logFile = fs.createWriteStream(path.join(scratch, "workerd.log"), { flags: "a", mode: 0o600 });
+      stdout.pipe(logFile, { end: false });
+      stderr.pipe(logFile, { end: false });
+    },
     bindings: {
       SPACES_ENDPOINT: origin,
       SPACES_BUCKET: BUCKET,
@@ -343,13 +349,17 @@ async function main() {
 
   console.log("## Uploads through the Worker (bench/push.mjs)\n");
   console.log(`${report.machine}; ${settings.rounds} rounds, alternating; medians\n`);
-  console.log("| NAR | through the Worker MB/s | straight to s3s-fs MB/s | ratio (median of rounds) | workerd RSS before → peak (VmHWM) |");
-  console.log("|---|---:|---:|---:|---|");
+  console.log("| NAR | through the Worker MB/s | straight to s3s-fs MB/s | ratio (median of rounds, range) | a listing of the same size through the Worker MB/s | workerd RSS before → peak (VmHWM), each round |");
+  console.log("|---|---:|---:|---:|---:|---|");
   for (const n of report.nar) {
     const w = median(n.rounds.map((r) => r.worker));
     const d = median(n.rounds.map((r) => r.direct));
+    const p = median(n.rounds.map((r) => r.piped));
+    const ratios = n.rounds.map((r) => r.ratio);
     const mem = n.rounds.map((r) => `${r.rss_before_mib.toFixed(0)} → ${r.hwm_mib.toFixed(0)}`).join(", ");
-    console.log(`| ${n.mib} MiB | ${w.toFixed(1)} | ${d.toFixed(1)} | ${n.ratio_median.toFixed(2)} | ${mem} MiB |`);
+    console.log(
+      `| ${n.mib} MiB | ${w.toFixed(1)} | ${d.toFixed(1)} | ${n.ratio_median.toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) | ${p.toFixed(1)} | ${mem} MiB |`,
+    );
   }
   const r = report.narinfo.rounds;
   console.log("\n| narinfo | PUT/s (parse, HEAD, sign, PUT) | uncached GET/s (signed GET, 404) | ratio (median of rounds) |");

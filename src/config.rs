@@ -805,4 +805,52 @@ mod tests {
             .all(|n| n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')));
         assert!(names::REQUIRED.iter().all(|n| names::ALL.contains(n)));
     }
+
+    #[test]
+    fn push_bindings() {
+        let c = load(&base()).unwrap();
+        assert!(c.push.token_secret.is_none() && !c.push.uploads());
+        assert!(c.push.signing_key.is_none());
+        assert!(!c.push.private);
+        assert_eq!(c.push.max_upload_bytes, DEFAULT_MAX_UPLOAD_BYTES);
+
+        // `nix key generate-secret` format: name:base64 of seed and public key.
+        let pair = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]).to_keypair_bytes();
+        use base64::Engine;
+        let key = format!(
+            "cache-1:{}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        );
+        let mut vars = base();
+        vars.insert(names::TOKEN_SECRET, "a-token-secret-of-some-length".into());
+        vars.insert(names::SIGNING_KEY, key.clone());
+        vars.insert(names::PRIVATE, "1".into());
+        vars.insert(names::MAX_UPLOAD_BYTES, "5000".into());
+        let c = load(&vars).unwrap();
+        assert!(c.push.uploads() && c.push.private);
+        assert_eq!(c.push.signing_key.as_ref().unwrap().name, "cache-1");
+        assert_eq!(c.push.max_upload_bytes, 5000);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("a-token-secret-of-some-length"), "{shown}");
+        assert!(!shown.contains(&key[8..]), "{shown}");
+
+        let refused = |name: &'static str, value: &str, also: &[(&'static str, &str)]| {
+            let mut vars = base();
+            for (k, v) in also {
+                vars.insert(k, v.to_string());
+            }
+            vars.insert(name, value.to_string());
+            let err = load(&vars).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { name: n, .. } if n == name),
+                "{name}={value}: {err}"
+            );
+            assert!(!err.to_string().contains(value) || value.len() < 3);
+        };
+        refused(names::PRIVATE, "1", &[]);
+        refused(names::PRIVATE, "yes", &[(names::TOKEN_SECRET, "s")]);
+        refused(names::SIGNING_KEY, "cache-1:not-a-key", &[]);
+        refused(names::MAX_UPLOAD_BYTES, "0", &[]);
+        refused(names::MAX_UPLOAD_BYTES, "100MB", &[]);
+    }
 }
