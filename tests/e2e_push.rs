@@ -646,6 +646,19 @@ fn bad_uploads_are_refused_and_store_nothing() {
             let r = put(&worker, &nar_target, auth, &[], Body::Bytes(&nar));
             assert_status(&r, 200, "the same NAR again");
             assert!(r.text().contains("already"), "{}", r.text());
+            let wrong_size = narinfo_text.replace(
+                &format!("FileSize: {}", info.file_size),
+                &format!("FileSize: {}", info.file_size + 1),
+            );
+            let r = put(
+                &worker,
+                &narinfo_target,
+                auth,
+                &[],
+                Body::Bytes(wrong_size.as_bytes()),
+            );
+            assert_status(&r, 409, "narinfo with another FileSize than its NAR");
+            assert!(r.text().contains("FileSize says"), "{}", r.text());
             let mut gz = Command::new("gzip")
                 .arg("-c")
                 .stdin(std::process::Stdio::piped())
@@ -731,6 +744,11 @@ fn a_private_cache_serves_only_token_holders() {
     // A reader fetches it; the edge keeps it.
     let r = get(&worker, &target, Some(&read_auth));
     assert_status(&r, 200, "a reader");
+    assert_eq!(
+        r.header("cache-control"),
+        Some("private, no-store"),
+        "a private object must not be kept by shared caches"
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     while worker
         .request("HEAD", &target, &[("Authorization", &read_auth)])
@@ -740,6 +758,12 @@ fn a_private_cache_serves_only_token_holders() {
         assert!(Instant::now() < deadline, "never stored at the edge");
         thread::sleep(Duration::from_millis(200));
     }
+    let hit = get(&worker, &target, Some(&read_auth));
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+    assert_eq!(hit.header("cache-control"), Some("private, no-store"));
+    let info = get(&worker, "/nix-cache-info", Some(&read_auth));
+    assert_status(&info, 200, "nix-cache-info for a reader");
+    assert_eq!(info.header("cache-control"), Some("private, no-store"));
     // Anonymous: 401 even though the edge holds it, and the origin is not asked.
     let before = origin.proxy.count();
     let mut responses = Vec::new();

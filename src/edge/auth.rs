@@ -52,3 +52,29 @@ pub(crate) fn grant(
         realm: realm.to_string(),
     })
 }
+
+/// `Cache-Control` of every answer a private cache gives a token holder: no shared cache on
+/// the way (a proxy, a CDN in front of the client) may keep it and hand it to someone else.
+/// The edge cache's own copy keeps its TTL; only what leaves the Worker says this.
+pub(crate) const PRIVATE_CACHE_CONTROL: &str = "private, no-store";
+
+/// Marks `response` as for its requester only.
+pub(crate) fn keep_private(response: &web_sys::Response) -> Result<(), EdgeError> {
+    js::set(&response.headers(), "cache-control", PRIVATE_CACHE_CONTROL)
+}
+
+/// The promise of `answer` with its response marked by [`keep_private`].
+pub(crate) fn private_answer(answer: &js_sys::Promise) -> js_sys::Promise {
+    use wasm_bindgen::JsCast;
+    js::settled(answer, |settled| match settled {
+        Ok(value) => {
+            if let Some(response) = value.dyn_ref::<web_sys::Response>() {
+                if let Err(err) = keep_private(response) {
+                    return super::answer(Err(err));
+                }
+            }
+            value
+        }
+        Err(reason) => js_sys::Promise::reject(&reason).into(),
+    })
+}

@@ -55,10 +55,14 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
     }
     match begin(&req, &env) {
         Ok(Begun::Answered(response)) => response.into(),
-        Ok(Begun::Object(incoming, isolate)) => match cache::serve_object(incoming, isolate, ctx) {
-            Ok(promise) => promise.into(),
-            Err(err) => answer(Err(err)),
-        },
+        Ok(Begun::Object(incoming, isolate)) => {
+            let private = isolate.config.push.private;
+            match cache::serve_object(incoming, isolate, ctx) {
+                Ok(promise) if private => auth::private_answer(&promise).into(),
+                Ok(promise) => promise.into(),
+                Err(err) => answer(Err(err)),
+            }
+        }
         Ok(Begun::Upload(incoming, isolate)) => upload::serve(req, incoming, isolate).into(),
         Err(err) => answer(Err(err)),
     }
@@ -173,7 +177,13 @@ fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
         return Ok(Begun::Upload(incoming, isolate));
     }
     match route {
-        Route::CacheInfo => Ok(Begun::Answered(isolate.cache_info(head)?)),
+        Route::CacheInfo => {
+            let info = isolate.cache_info(head)?;
+            if isolate.config.push.private {
+                auth::keep_private(&info)?;
+            }
+            Ok(Begun::Answered(info))
+        }
         Route::Landing => {
             let config = &isolate.config;
             let page = landing::render_with(
