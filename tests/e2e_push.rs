@@ -11,6 +11,7 @@
 //! - `a_private_cache_serves_only_token_holders`: 401 also for objects the edge holds;
 //!   `nix copy --from` with a `read` token works.
 //! - `a_remembered_miss_is_forgotten_by_a_push`.
+//! - `an_origin_that_is_down_or_refuses_writes_is_a_502_naming_it`.
 //!
 //! Every test checks that no token, `TOKEN_SECRET` or `SIGNING_KEY` shows in any response or
 //! in the Worker's log.
@@ -888,4 +889,92 @@ fn a_remembered_miss_is_forgotten_by_a_push() {
         .starts_with(&String::from_utf8_lossy(&text).to_string()));
     assert_status(&get(&worker, &nar_target, None), 200, "its NAR");
     secrets.assert_kept(&[&write], &[r], &worker);
+}
+
+#[test]
+fn an_origin_that_is_down_or_refuses_writes_is_a_502_naming_it() {
+    let seed = seed();
+    let secrets = Secrets::new();
+    let top = &seed.top_path;
+    let info = seed.narinfo(top);
+    let nar = fs::read(seed.cache.join(&info.url)).unwrap();
+    let narinfo = fs::read(seed.narinfo_file(top)).unwrap();
+    let nar_target = format!("/{}", info.url);
+    let narinfo_target = format!("/{}.narinfo", Seed::hash_of(top));
+    let token = secrets.token(Scope::Write, 3600);
+    let auth = bearer(&token);
+    let bindings_for = |endpoint: String| {
+        let mut b = vec![
+            ("SPACES_ENDPOINT".to_string(), endpoint),
+            ("SPACES_BUCKET".into(), BUCKET.into()),
+            ("SPACES_REGION".into(), "us-east-1".into()),
+            ("SPACES_ACCESS_KEY_ID".into(), "AKIDEXAMPLE".into()),
+            ("SPACES_SECRET_ACCESS_KEY".into(), random_hex(20)),
+        ];
+        b.push(("TOKEN_SECRET".into(), secrets.token_secret.clone()));
+        b.push(("SIGNING_KEY".into(), secrets.signing_key.clone()));
+        b
+    };
+    let mut responses = Vec::new();
+
+    // Down: nothing listens.
+    let down = Worker::start(&bindings_for(format!(
+        "http://127.0.0.1:{}",
+        support::closed_port()
+    )));
+    for (target, body) in [(&nar_target, &nar), (&narinfo_target, &narinfo)] {
+        let r = put(&down, target, Some(&auth), &[], Body::Bytes(body));
+        assert_status(&r, 502, target);
+        assert_eq!(r.text(), "origin unreachable\n");
+        responses.push(r);
+    }
+    secrets.assert_kept(&[&token], &responses, &down);
+
+    // Up, but refusing writes as a read-only key's bucket does, or failing.
+    let access_denied = br#"<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>"#;
+    let unavailable = b"<html>busy</html>";
+    let scripted = support::ScriptedOrigin::start(vec![
+        (
+            info.url.clone(),
+            support::raw_answer(
+                "403 Forbidden",
+                &[("content-length", &access_denied.len().to_string())],
+                access_denied,
+            ),
+        ),
+        (
+            format!("{}.ls", Seed::hash_of(top)),
+            support::raw_answer(
+                "503 Service Unavailable",
+                &[("content-length", &unavailable.len().to_string())],
+                unavailable,
+            ),
+        ),
+    ]);
+    let refusing = Worker::start(&bindings_for(scripted.url()));
+    let r = put(&refusing, &nar_target, Some(&auth), &[], Body::Bytes(&nar));
+    assert_status(&r, 502, "a NAR PUT refused by the origin");
+    assert!(
+        r.text().starts_with("origin refused access"),
+        "{}",
+        r.text()
+    );
+    responses.push(r);
+    let ls = format!("/{}.ls", Seed::hash_of(top));
+    let r = put(&refusing, &ls, Some(&auth), &[], Body::Bytes(b"{}"));
+    assert_status(&r, 502, "a listing PUT to a failing origin");
+    assert_eq!(r.text(), "origin answered 503\n");
+    responses.push(r);
+    // Nothing the client sent reached the origin in its own name.
+    for request in scripted.requests() {
+        assert!(
+            request
+                .header("authorization")
+                .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")),
+            "{} {} without the Worker's signature",
+            request.method,
+            request.target
+        );
+    }
+    secrets.assert_kept(&[&token], &responses, &refusing);
 }

@@ -268,6 +268,9 @@ async fn stream_put(
             .map_err(js::failed("getWriter"))?
             .close(),
     };
+    // The pipe's own outcome is the origin's to tell: a body that ends early or an origin
+    // that goes away both fail the PUT. Its rejection is handled here so none goes unseen.
+    let _ = js::settled(&piped, |_| JsValue::UNDEFINED);
     let sent = send(
         isolate,
         "PUT",
@@ -276,18 +279,9 @@ async fn stream_put(
         payload_hash,
         Some(&stream.readable()),
     )?;
-    let answer = JsFuture::from(sent).await;
-    let piped = JsFuture::from(piped).await;
-    let answer = match (answer, piped) {
-        (Ok(answer), _) => answer,
-        (Err(_), Err(_)) => {
-            return Err(EdgeError::Upload {
-                status: 400,
-                reason: format!("body ended before its Content-Length of {length} bytes"),
-            })
-        }
-        (Err(_), Ok(_)) => return Err(EdgeError::Origin(FailReason::Unreachable)),
-    };
+    let answer = JsFuture::from(sent)
+        .await
+        .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
     written(answer.unchecked_into()).await
 }
 
