@@ -888,6 +888,12 @@ fn a_remembered_miss_is_forgotten_by_a_push() {
         .text()
         .starts_with(&String::from_utf8_lossy(&text).to_string()));
     assert_status(&get(&worker, &nar_target, None), 200, "its NAR");
+    // The log names who pushed (the token's sub), never the token.
+    let log = worker.process.log_tail();
+    assert!(
+        log.contains(&format!("PUT {target} by \"e2e\": 200")),
+        "no log line for the push:\n{log}"
+    );
     secrets.assert_kept(&[&write], &[r], &worker);
 }
 

@@ -1,4 +1,4 @@
-//! Who may do what: the request's credentials turned into one [`Grant`], or a 401/403, decided
+//! Who may do what: the request's credentials turned into one grant ([`Access`]), or a 401/403, decided
 //! once, right after the route and the bindings and before the edge cache or the origin is
 //! asked anything.
 //!
@@ -9,7 +9,7 @@
 use web_sys::Request;
 
 use crate::nix::Route;
-use crate::token::{self, Grant, Need};
+use crate::token::{self, Access, Need};
 
 use super::isolate::Isolate;
 use super::{js, EdgeError};
@@ -32,10 +32,7 @@ pub(crate) fn grant(
     isolate: &Isolate,
     need: Need,
     realm: &str,
-) -> Result<Grant, EdgeError> {
-    if need == Need::Nothing {
-        return Ok(Grant::Anonymous);
-    }
+) -> Result<Access, EdgeError> {
     let authorization = req
         .headers()
         .get("authorization")

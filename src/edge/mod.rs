@@ -63,7 +63,9 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
                 Err(err) => answer(Err(err)),
             }
         }
-        Ok(Begun::Upload(incoming, isolate)) => upload::serve(req, incoming, isolate).into(),
+        Ok(Begun::Upload(incoming, isolate, holder)) => {
+            upload::serve(req, incoming, isolate, holder).into()
+        }
         Err(err) => answer(Err(err)),
     }
 }
@@ -72,8 +74,8 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
 enum Begun {
     Answered(Response),
     Object(Incoming, Rc<Isolate>),
-    /// A PUT with a `write` grant.
-    Upload(Incoming, Rc<Isolate>),
+    /// A PUT with a `write` grant, and who holds it.
+    Upload(Incoming, Rc<Isolate>, String),
 }
 
 /// What the runtime is given: the response, or for an error its plain-text answer (see
@@ -165,7 +167,7 @@ fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
         js::Method::Put | js::Method::Other => return Err(EdgeError::Method(allow)),
     };
     // Decided once, before the edge cache or the origin is asked anything.
-    auth::grant(req, &isolate, auth::need(&isolate, &route, put), parts.host)?;
+    let access = auth::grant(req, &isolate, auth::need(&isolate, &route, put), parts.host)?;
     if put {
         let incoming = Incoming {
             route,
@@ -174,7 +176,7 @@ fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
             host: parts.host.to_string(),
             scheme: parts.scheme.to_string(),
         };
-        return Ok(Begun::Upload(incoming, isolate));
+        return Ok(Begun::Upload(incoming, isolate, access.holder));
     }
     match route {
         Route::CacheInfo => {

@@ -76,9 +76,26 @@ extern "C" {
 const DIGEST_MISMATCH: &str = "body does not match the SHA-256 it was sent with";
 
 /// Answers a PUT: the promise of the response (an error becomes its plain-text answer).
-pub(crate) fn serve(req: Request, incoming: Incoming, isolate: Rc<Isolate>) -> Promise {
+pub(crate) fn serve(
+    req: Request,
+    incoming: Incoming,
+    isolate: Rc<Isolate>,
+    holder: String,
+) -> Promise {
     future_to_promise(async move {
         let result = upload(&req, &incoming, &isolate).await;
+        match &result {
+            Ok(response) => console_log!(
+                "PUT {} by {holder:?}: {}",
+                incoming.route.path(),
+                response.status()
+            ),
+            Err(err) => console_warn!(
+                "PUT {} by {holder:?} refused: {}",
+                incoming.route.path(),
+                err.status()
+            ),
+        }
         if result.is_err() {
             if let Some(body) = req.body() {
                 let _ = body.cancel();
@@ -171,7 +188,6 @@ async fn upload(
             }
             stream_put(req, isolate, &key, length, extra, UNSIGNED_PAYLOAD).await?;
             forget_at_edge(incoming).await;
-            console_log!("stored {key} ({length} bytes)");
             done(200, "stored\n")
         }
     }
@@ -244,7 +260,6 @@ async fn put_narinfo(
         .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
     written(answer.unchecked_into()).await?;
     forget_at_edge(incoming).await;
-    console_log!("stored {key}");
     done(200, "stored\n")
 }
 
@@ -297,10 +312,7 @@ async fn put_nar(
 ) -> Result<Response, EdgeError> {
     let extra = vec![("content-type".to_string(), content_type.to_string())];
     match stream_put(req, isolate, key, length, extra, expected_hex).await {
-        Ok(()) => {
-            console_log!("stored {key} ({length} bytes)");
-            done(200, "stored\n")
-        }
+        Ok(()) => done(200, "stored\n"),
         Err(EdgeError::Upload { reason, .. }) if reason == DIGEST_MISMATCH => {
             Err(EdgeError::Upload {
                 status: 400,
