@@ -69,7 +69,6 @@ extern "C" {
 
     #[wasm_bindgen(method, getter)]
     fn writable(this: &DecompressionStream) -> WritableStream;
-
 }
 
 /// What the origin's refusal of a body that does not match its signed SHA-256 becomes.
