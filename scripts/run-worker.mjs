@@ -38,6 +38,10 @@ const BINDINGS = [
   "NARINFO_TTL",
   "NEGATIVE_TTL",
   "CACHE_MAX_OBJECT_BYTES",
+  "TOKEN_SECRET",
+  "SIGNING_KEY",
+  "PRIVATE",
+  "MAX_UPLOAD_BYTES",
 ];
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

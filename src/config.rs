@@ -5,9 +5,14 @@
 //! tests. An empty (or all-whitespace) value counts as missing. Errors name the binding and the
 //! problem, never the value: a misplaced secret cannot end up in a log or a 500 body.
 
+use crate::narinfo::SigningKey;
 use crate::nix::CacheInfo;
 use crate::policy::{Ttls, EDGE_OBJECT_LIMIT};
 use crate::sigv4::Credentials;
+use crate::token::TokenSecret;
+
+/// The largest upload by default: Cloudflare's request body limit on Free and Pro zones.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100_000_000;
 
 /// The binding names, as in `wrangler.toml`, `.dev.vars` and `wrangler secret put`.
 pub mod names {
@@ -37,6 +42,14 @@ pub mod names {
     pub const PUBLIC_KEYS: &str = "PUBLIC_KEYS";
     /// Optional: largest object the edge stores, in bytes; default 512 MiB.
     pub const CACHE_MAX_OBJECT_BYTES: &str = "CACHE_MAX_OBJECT_BYTES";
+    /// Optional secret: the HMAC key of access tokens (JWT, HS256). Unset: read-only, public.
+    pub const TOKEN_SECRET: &str = "TOKEN_SECRET";
+    /// Optional secret: a Nix secret key (`name:base64`); uploaded narinfos get its `Sig`.
+    pub const SIGNING_KEY: &str = "SIGNING_KEY";
+    /// Optional: `1` makes every route but `/` need a token with `read`; default `0`.
+    pub const PRIVATE: &str = "PRIVATE";
+    /// Optional: largest PUT body in bytes; default 100 MB.
+    pub const MAX_UPLOAD_BYTES: &str = "MAX_UPLOAD_BYTES";
 
     /// The bindings without which the Worker cannot reach Spaces.
     pub const REQUIRED: [&str; 5] = [
@@ -48,7 +61,7 @@ pub mod names {
     ];
 
     /// Every binding the Worker reads.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 17] = [
         SPACES_ENDPOINT,
         SPACES_BUCKET,
         SPACES_REGION,
@@ -62,6 +75,10 @@ pub mod names {
         NEGATIVE_TTL,
         PUBLIC_KEYS,
         CACHE_MAX_OBJECT_BYTES,
+        TOKEN_SECRET,
+        SIGNING_KEY,
+        PRIVATE,
+        MAX_UPLOAD_BYTES,
     ];
 }
 
@@ -208,6 +225,71 @@ pub struct Config {
     pub public_keys: Vec<String>,
     /// Largest object the edge stores, in bytes.
     pub max_object_bytes: u64,
+    /// Uploads and private reads: who may push and read (see [`Push`]).
+    pub push: Push,
+}
+
+/// The bindings of uploads and private caches: `TOKEN_SECRET`, `SIGNING_KEY`, `PRIVATE` and
+/// `MAX_UPLOAD_BYTES`. `Debug` shows neither secret.
+#[derive(Clone, Debug)]
+pub struct Push {
+    /// Unset: the Worker takes no uploads and serves everyone.
+    pub token_secret: Option<TokenSecret>,
+    /// Signs uploaded narinfos that lack its signature.
+    pub signing_key: Option<SigningKey>,
+    /// Every route but `/` needs a `read` token.
+    pub private: bool,
+    /// Largest PUT body, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl Push {
+    /// Reads the four bindings. `PRIVATE` without `TOKEN_SECRET` is refused: nobody could read.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Push, ConfigError> {
+        let token_secret = get(&lookup, names::TOKEN_SECRET).map(TokenSecret::new);
+        let signing_key = match get(&lookup, names::SIGNING_KEY) {
+            None => None,
+            Some(key) => Some(SigningKey::parse(&key).map_err(|_| ConfigError::Invalid {
+                name: names::SIGNING_KEY,
+                reason:
+                    "expected a Nix secret key, name:base64, as nix key generate-secret prints it",
+            })?),
+        };
+        let private = match get(&lookup, names::PRIVATE).as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: names::PRIVATE,
+                    reason: "expected 1 or 0",
+                })
+            }
+        };
+        if private && token_secret.is_none() {
+            return Err(ConfigError::Invalid {
+                name: names::PRIVATE,
+                reason: "a private cache needs TOKEN_SECRET",
+            });
+        }
+        let max_upload_bytes = number(&lookup, names::MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES)?;
+        if max_upload_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                name: names::MAX_UPLOAD_BYTES,
+                reason: "expected a size above zero",
+            });
+        }
+        Ok(Push {
+            token_secret,
+            signing_key,
+            private,
+            max_upload_bytes,
+        })
+    }
+
+    /// Whether the Worker takes uploads (`TOKEN_SECRET` is set).
+    pub fn uploads(&self) -> bool {
+        self.token_secret.is_some()
+    }
 }
 
 /// A binding's value, trimmed; `None` when unset or blank.
@@ -371,6 +453,7 @@ impl Config {
             });
         }
         let max_object_bytes = number(&lookup, names::CACHE_MAX_OBJECT_BYTES, EDGE_OBJECT_LIMIT)?;
+        let push = Push::from_lookup(&lookup)?;
         Ok(Config {
             endpoint,
             bucket,
@@ -380,6 +463,7 @@ impl Config {
             ttls,
             public_keys,
             max_object_bytes,
+            push,
         })
     }
 }
@@ -720,5 +804,53 @@ mod tests {
             .iter()
             .all(|n| n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')));
         assert!(names::REQUIRED.iter().all(|n| names::ALL.contains(n)));
+    }
+
+    #[test]
+    fn push_bindings() {
+        let c = load(&base()).unwrap();
+        assert!(c.push.token_secret.is_none() && !c.push.uploads());
+        assert!(c.push.signing_key.is_none());
+        assert!(!c.push.private);
+        assert_eq!(c.push.max_upload_bytes, DEFAULT_MAX_UPLOAD_BYTES);
+
+        // `nix key generate-secret` format: name:base64 of seed and public key.
+        let pair = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]).to_keypair_bytes();
+        use base64::Engine;
+        let key = format!(
+            "cache-1:{}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        );
+        let mut vars = base();
+        vars.insert(names::TOKEN_SECRET, "a-token-secret-of-some-length".into());
+        vars.insert(names::SIGNING_KEY, key.clone());
+        vars.insert(names::PRIVATE, "1".into());
+        vars.insert(names::MAX_UPLOAD_BYTES, "5000".into());
+        let c = load(&vars).unwrap();
+        assert!(c.push.uploads() && c.push.private);
+        assert_eq!(c.push.signing_key.as_ref().unwrap().name, "cache-1");
+        assert_eq!(c.push.max_upload_bytes, 5000);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("a-token-secret-of-some-length"), "{shown}");
+        assert!(!shown.contains(&key[8..]), "{shown}");
+
+        let refused = |name: &'static str, value: &str, also: &[(&'static str, &str)]| {
+            let mut vars = base();
+            for (k, v) in also {
+                vars.insert(k, v.to_string());
+            }
+            vars.insert(name, value.to_string());
+            let err = load(&vars).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { name: n, .. } if n == name),
+                "{name}={value}: {err}"
+            );
+            assert!(!err.to_string().contains(value) || value.len() < 3);
+        };
+        refused(names::PRIVATE, "1", &[]);
+        refused(names::PRIVATE, "yes", &[(names::TOKEN_SECRET, "s")]);
+        refused(names::SIGNING_KEY, "cache-1:not-a-key", &[]);
+        refused(names::MAX_UPLOAD_BYTES, "0", &[]);
+        refused(names::MAX_UPLOAD_BYTES, "100MB", &[]);
     }
 }

@@ -22,8 +22,49 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// What the page says about uploads and access: the parts of the push bindings it may show.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Push {
+    /// `PRIVATE = "1"`: reading needs a token.
+    pub private: bool,
+    /// `TOKEN_SECRET` is set: `write` tokens may push.
+    pub uploads: bool,
+    /// The public half of `SIGNING_KEY`, `name:base64`.
+    pub signing_key: Option<String>,
+}
+
 /// The landing page for a Worker reached at `scheme://host` (`host` may carry a port).
 pub fn render(host: &str, scheme: &str, cache_info: &CacheInfo, public_keys: &[String]) -> String {
+    render_with(host, scheme, cache_info, public_keys, &Push::default())
+}
+
+/// The `netrc` line for a cache at `host` (the port dropped: netrc names machines).
+pub fn netrc_line(host: &str, token: &str) -> String {
+    let machine = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    };
+    format!("machine {machine} login nix password {token}")
+}
+
+/// [`render`], saying whether the cache is private, how to push, and the key it signs with.
+pub fn render_with(
+    host: &str,
+    scheme: &str,
+    cache_info: &CacheInfo,
+    public_keys: &[String],
+    push: &Push,
+) -> String {
+    let mut all_keys: Vec<String> = public_keys.to_vec();
+    if let Some(key) = &push.signing_key {
+        if !all_keys.contains(key) {
+            all_keys.push(key.clone());
+        }
+    }
+    let public_keys = &all_keys[..];
+    let access = access_section(host, push);
     let scheme = if scheme.eq_ignore_ascii_case("http") {
         "http"
     } else {
@@ -80,7 +121,7 @@ code, pre {{ font-family: ui-monospace, monospace; }}
 <pre>substituters = {url}{trusted}</pre>
 <p>or next to the caches you already use:</p>
 <pre>extra-substituters = {url}{extra_trusted}</pre>
-{key_note}<p>To fetch one path and its closure without changing any configuration:</p>
+{key_note}{access}<p>To fetch one path and its closure without changing any configuration:</p>
 <pre>nix copy --from {url} {store_dir}/&lt;hash&gt;-&lt;name&gt;</pre>
 <h2>About this cache</h2>
 <ul>
@@ -93,6 +134,32 @@ code, pre {{ font-family: ui-monospace, monospace; }}
 </html>
 "
     )
+}
+
+/// The paragraphs on private reads and on pushing; empty for a public, read-only cache.
+fn access_section(host: &str, push: &Push) -> String {
+    let netrc = escape_html(&netrc_line(host, "<token>"));
+    let mut out = String::new();
+    if push.private {
+        out.push_str(&format!(
+            "<p>This cache is <strong>private</strong>: every path needs an access token. Put \
+             the token in a netrc file and point Nix at it (<code>netrc-file = /etc/nix/netrc</code> \
+             in <code>nix.conf</code>):</p>\n<pre>{netrc}</pre>\n"
+        ));
+    }
+    if push.uploads {
+        if !push.private {
+            out.push_str(&format!(
+                "<p>To push, put a <code>write</code> access token in a netrc file \
+                 (<code>netrc-file</code> in <code>nix.conf</code>):</p>\n<pre>{netrc}</pre>\n"
+            ));
+        }
+        out.push_str(
+            "<p>Push with <code>nix copy --to</code> this URL; a token with <code>write</code> \
+             scope may push, a <code>read</code> token may only read.</p>\n",
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -135,6 +202,53 @@ mod tests {
         assert!(page.contains("&lt;img src=x&gt;&quot;&#39;&amp;"));
         assert!(!page.contains("javascript"));
         assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn private_caches_show_the_netrc_line_and_the_signing_key() {
+        let push = Push {
+            private: true,
+            uploads: true,
+            signing_key: Some("cache-1:AAAA".into()),
+        };
+        let page = render_with(
+            "cache.example.com:8443",
+            "https",
+            &CacheInfo::default(),
+            &[],
+            &push,
+        );
+        assert!(page.contains("<strong>private</strong>"));
+        assert!(
+            page.contains("<pre>machine cache.example.com login nix password &lt;token&gt;</pre>")
+        );
+        assert!(page.contains("trusted-public-keys = cache-1:AAAA"));
+        assert!(page.contains("nix copy --to"));
+        let public = render_with(
+            "c.example",
+            "https",
+            &CacheInfo::default(),
+            &[],
+            &Push::default(),
+        );
+        assert!(!public.contains("private"));
+        assert!(!public.contains("netrc"));
+    }
+
+    #[test]
+    fn netrc_lines_name_the_machine_without_its_port() {
+        assert_eq!(
+            netrc_line("127.0.0.1:8787", "t"),
+            "machine 127.0.0.1 login nix password t"
+        );
+        assert_eq!(
+            netrc_line("cache.example.com", "t"),
+            "machine cache.example.com login nix password t"
+        );
+        assert_eq!(
+            netrc_line("[::1]", "t"),
+            "machine [::1] login nix password t"
+        );
     }
 
     #[test]

@@ -9,13 +9,20 @@
 //! - [`policy`]: what the edge stores, for how long, and which status an origin answer becomes.
 //! - [`config`]: the Worker's bindings, parsed and checked (once per isolate, by `edge`).
 //! - [`landing`]: the page at `/` for people.
+//! - [`token`]: access tokens (JWT, HS256): verify, mint, and the one [`token::Grant`] of a
+//!   request.
+//! - [`push`]: the rules of an upload: methods, body length and encoding, the origin's verdict.
+//! - [`narinfo`]: uploaded narinfos: strict parse, Nix's fingerprint, ed25519 signatures.
 //! - `edge` (wasm32 only): the Workers glue: signed fetch to Spaces, Cache API, responses.
 
 pub mod config;
 pub mod landing;
+pub mod narinfo;
 pub mod nix;
 pub mod policy;
+pub mod push;
 pub mod sigv4;
+pub mod token;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

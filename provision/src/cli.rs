@@ -41,6 +41,8 @@ pub enum Command {
     Output(crate::command::output::OutputArgs),
     /// Delete what no recent path needs: closure-aware garbage collection of the bucket.
     Gc(crate::command::gc::GcArgs),
+    /// Mint an access token for the Worker from TOKEN_SECRET in the environment.
+    Token(crate::command::token::TokenArgs),
 }
 
 /// Flags that override the config file, one per field.
@@ -61,9 +63,12 @@ pub struct ConfigFlags {
     /// Bucket versioning (default true).
     #[arg(long, global = true)]
     pub versioning: Option<bool>,
-    /// Grant anonymous reads (default true).
+    /// Grant anonymous reads (default true; false for a private cache).
     #[arg(long, global = true)]
     pub public_reads: Option<bool>,
+    /// A private cache: only token holders read (the Worker's PRIVATE = "1").
+    #[arg(long, global = true)]
+    pub private: Option<bool>,
     /// gc keeps narinfos written within this many days, with their closures (default 30).
     #[arg(long, global = true)]
     pub retention_days: Option<u32>,
@@ -120,6 +125,7 @@ impl From<&ConfigFlags> for Overrides {
             retention_days: f.retention_days,
             gc_grace_hours: f.gc_grace_hours,
             noncurrent_days: f.noncurrent_days,
+            private: f.private,
             abort_multipart_days: f.abort_multipart_days,
             cdn_ttl: f.cdn_ttl,
             cdn_certificate: f.cdn_certificate,

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub public_reads: Option<bool>,
     pub retention_days: Option<u32>,
     pub gc_grace_hours: Option<u32>,
+    /// Only token holders read (the Worker's `PRIVATE = "1"`); the bucket must not be public.
+    pub private: Option<bool>,
     #[serde(default)]
     pub lifecycle: FileLifecycle,
     #[serde(default)]
@@ -109,6 +111,7 @@ pub struct Overrides {
     pub bucket: Option<String>,
     pub versioning: Option<bool>,
     pub public_reads: Option<bool>,
+    pub private: Option<bool>,
     pub retention_days: Option<u32>,
     pub gc_grace_hours: Option<u32>,
     pub noncurrent_days: Option<u32>,
@@ -138,6 +141,9 @@ pub struct Config {
     pub versioning: bool,
     /// Grant anonymous `s3:GetObject` (as the seed); off for a Worker-only cache.
     pub public_reads: bool,
+    /// A private cache: the Worker serves only token holders (`PRIVATE = "1"`), so the
+    /// bucket may not be readable anonymously (`public_reads` off; it defaults to off).
+    pub private: bool,
     /// `provision gc` keeps the narinfos written within this many days, with their closures.
     pub retention_days: u32,
     /// `provision gc` deletes what nothing kept refers to only once it is this many hours old.
@@ -195,8 +201,18 @@ impl Config {
             .clone()
             .or(file.zone)
             .map(|z| z.trim_end_matches('.').to_ascii_lowercase());
+        let private = o.private.or(file.private).unwrap_or(false);
+        let public_reads = o.public_reads.or(file.public_reads);
+        if private && public_reads == Some(true) {
+            bail!(
+                "config: private = true but public_reads = true: a private cache's bucket may \
+                 not be readable anonymously (its objects would be public through the bucket \
+                 and the CDN); set public_reads = false or leave it out"
+            );
+        }
         let config = Self {
             zone,
+            private,
             region: o
                 .region
                 .clone()
@@ -208,7 +224,7 @@ impl Config {
                 .or(file.bucket)
                 .unwrap_or_else(|| "nix-store".into()),
             versioning: o.versioning.or(file.versioning).unwrap_or(true),
-            public_reads: o.public_reads.or(file.public_reads).unwrap_or(true),
+            public_reads: public_reads.unwrap_or(!private),
             retention_days: o.retention_days.or(file.retention_days).unwrap_or(30),
             gc_grace_hours: o.gc_grace_hours.or(file.gc_grace_hours).unwrap_or(24),
             noncurrent_days: o
@@ -394,6 +410,34 @@ fn is_hostname(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_cache_has_no_public_bucket() {
+        let private = Overrides {
+            private: Some(true),
+            ..with_hostname()
+        };
+        let c = Config::resolve(FileConfig::default(), &private).unwrap();
+        assert!(c.private);
+        assert!(!c.public_reads, "public_reads defaults to off");
+        let both = Overrides {
+            public_reads: Some(true),
+            ..private.clone()
+        };
+        let err = Config::resolve(FileConfig::default(), &both).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("private = true but public_reads = true"),
+            "{err}"
+        );
+        let file: FileConfig = toml::from_str("private = true\npublic_reads = true").unwrap();
+        assert!(Config::resolve(file, &with_hostname()).is_err());
+        let file: FileConfig = toml::from_str("private = true").unwrap();
+        let c = Config::resolve(file, &with_hostname()).unwrap();
+        assert!(c.private && !c.public_reads);
+        let public = Config::resolve(FileConfig::default(), &with_hostname()).unwrap();
+        assert!(!public.private && public.public_reads);
+    }
 
     fn with_hostname() -> Overrides {
         Overrides {

@@ -5,16 +5,22 @@
 
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
-use worker::console_error;
+use worker::{console_error, console_warn};
 
 use crate::config::ConfigError;
 use crate::nix::RouteError;
-use crate::policy::{FailReason, ALLOW};
+use crate::policy::FailReason;
+use crate::token::Refusal;
 
 #[derive(Debug)]
 pub(crate) enum EdgeError {
-    /// The method is not GET or HEAD.
-    Method,
+    /// The method is not one this route answers; the value is the `Allow` header.
+    Method(&'static str),
+    /// The credentials do not allow the request: 401 (with `WWW-Authenticate: Basic
+    /// realm="<host>"`) or 403. The reason stays in the log.
+    Refused { refusal: Refusal, realm: String },
+    /// An upload refused before anything was written: a 4xx and a reason safe to show.
+    Upload { status: u16, reason: String },
     /// The path is not part of a Nix binary cache.
     Route(RouteError),
     /// A binding is missing or invalid.
@@ -28,7 +34,9 @@ pub(crate) enum EdgeError {
 impl EdgeError {
     pub(crate) fn status(&self) -> u16 {
         match self {
-            EdgeError::Method => 405,
+            EdgeError::Method(_) => 405,
+            EdgeError::Refused { refusal, .. } => refusal.status(),
+            EdgeError::Upload { status, .. } => *status,
             EdgeError::Route(e) => e.status(),
             EdgeError::Config(_) | EdgeError::Internal(_) => 500,
             EdgeError::Origin(_) => 502,
@@ -38,7 +46,9 @@ impl EdgeError {
     /// The body: short, plain, and safe to show to anyone.
     pub(crate) fn message(&self) -> String {
         match self {
-            EdgeError::Method => format!("method not allowed: this cache answers {ALLOW}"),
+            EdgeError::Method(allow) => format!("method not allowed: this path answers {allow}"),
+            EdgeError::Refused { refusal, .. } => refusal.message().to_string(),
+            EdgeError::Upload { reason, .. } => reason.clone(),
             EdgeError::Route(e) => e.message().to_string(),
             EdgeError::Config(e) => format!("Worker misconfigured: {e}"),
             EdgeError::Origin(reason) => reason.message(),
@@ -53,14 +63,24 @@ impl EdgeError {
         match &self {
             EdgeError::Internal(detail) => console_error!("internal error: {detail}"),
             EdgeError::Config(_) | EdgeError::Origin(_) => console_error!("{status}: {message}"),
-            EdgeError::Method | EdgeError::Route(_) => {}
+            EdgeError::Refused {
+                refusal: Refusal::Unauthorized(Some(why)),
+                ..
+            } => console_warn!("{status}: {why}"),
+            EdgeError::Upload { .. } => console_warn!("upload refused, {status}: {message}"),
+            EdgeError::Method(_) | EdgeError::Route(_) | EdgeError::Refused { .. } => {}
         }
         let body = format!("{message}\n");
         let headers = Headers::new()?;
         headers.set("content-type", "text/plain; charset=utf-8")?;
         headers.set("cache-control", "no-store")?;
-        if matches!(self, EdgeError::Method) {
-            headers.set("allow", ALLOW)?;
+        match &self {
+            EdgeError::Method(allow) => headers.set("allow", allow)?,
+            EdgeError::Refused {
+                refusal: Refusal::Unauthorized(_),
+                realm,
+            } => headers.set("www-authenticate", &format!("Basic realm=\"{realm}\""))?,
+            _ => {}
         }
         let init = ResponseInit::new();
         init.set_status(status);

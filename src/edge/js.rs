@@ -71,6 +71,7 @@ pub(crate) fn kept_response(
 pub(crate) enum Method {
     Get,
     Head,
+    Put,
     Other,
 }
 
@@ -88,6 +89,7 @@ extern "C" {
 thread_local! {
     static GET: JsValue = JsValue::from_str("GET");
     static HEAD: JsValue = JsValue::from_str("HEAD");
+    static PUT: JsValue = JsValue::from_str("PUT");
 }
 
 /// The request's method, compared with JS strings made once per isolate instead of being
@@ -99,6 +101,8 @@ pub(crate) fn method(req: &web_sys::Request) -> Method {
         Method::Get
     } else if HEAD.with(|head| *head == method) {
         Method::Head
+    } else if PUT.with(|put| *put == method) {
+        Method::Put
     } else {
         Method::Other
     }

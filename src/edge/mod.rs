@@ -7,21 +7,26 @@
 //!
 //! One request, start to finish:
 //!
-//! 1. method: GET and HEAD only, anything else is 405 with `Allow`;
-//! 2. route: [`Route::parse`] on the path; a refused path is a 4xx without any subrequest;
-//! 3. bindings: [`crate::config::Config::from_lookup`], once per isolate; a missing one is a
+//! 1. route: [`Route::parse`] on the path; a refused path is a 4xx without any subrequest;
+//! 2. bindings: [`crate::config::Config::from_lookup`], once per isolate; a missing one is a
 //!    500 naming it;
-//! 4. `/` and `/nix-cache-info` are answered from the bindings;
-//! 5. every other route: the edge cache first (`x-cache: HIT`), else a SigV4-signed fetch to
+//! 3. method: GET and HEAD, and PUT on object routes when `TOKEN_SECRET` is set; anything
+//!    else is 405 with `Allow`;
+//! 4. credentials: [`auth`] decides once (401/403 here, before any cache or origin);
+//! 5. `/` and `/nix-cache-info` are answered from the bindings;
+//! 6. a PUT is an upload ([`upload`]);
+//! 7. every other route: the edge cache first (`x-cache: HIT`), else a SigV4-signed fetch to
 //!    `SPACES_ENDPOINT/SPACES_BUCKET/key` (`x-cache: MISS`), stored when the policy says so.
 //!
-//! Steps 1 to 4 finish within the call from the runtime; step 5 returns a promise.
+//! Steps 1 to 5 finish within the call from the runtime; steps 6 and 7 return a promise.
 
+mod auth;
 mod cache;
 mod error;
 mod isolate;
 mod js;
 mod origin;
+mod upload;
 
 use std::rc::Rc;
 use std::sync::Once;
@@ -33,6 +38,7 @@ use worker::Env;
 use crate::landing;
 use crate::nix::Route;
 use crate::policy;
+use crate::push;
 
 pub(crate) use error::EdgeError;
 use isolate::Isolate;
@@ -49,10 +55,17 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
     }
     match begin(&req, &env) {
         Ok(Begun::Answered(response)) => response.into(),
-        Ok(Begun::Object(incoming, isolate)) => match cache::serve_object(incoming, isolate, ctx) {
-            Ok(promise) => promise.into(),
-            Err(err) => answer(Err(err)),
-        },
+        Ok(Begun::Object(incoming, isolate)) => {
+            let private = isolate.config.push.private;
+            match cache::serve_object(incoming, isolate, ctx) {
+                Ok(promise) if private => auth::private_answer(&promise).into(),
+                Ok(promise) => promise.into(),
+                Err(err) => answer(Err(err)),
+            }
+        }
+        Ok(Begun::Upload(incoming, isolate, holder)) => {
+            upload::serve(req, incoming, isolate, holder).into()
+        }
         Err(err) => answer(Err(err)),
     }
 }
@@ -61,6 +74,8 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
 enum Begun {
     Answered(Response),
     Object(Incoming, Rc<Isolate>),
+    /// A PUT with a `write` grant, and who holds it.
+    Upload(Incoming, Rc<Isolate>, String),
 }
 
 /// What the runtime is given: the response, or for an error its plain-text answer (see
@@ -135,28 +150,58 @@ impl Incoming {
     }
 }
 
-/// The part of a request that needs no subrequest: method, route, bindings, and the answers
-/// the Worker makes itself.
+/// The part of a request that needs no subrequest: method, route, bindings, the credentials,
+/// and the answers the Worker makes itself.
 fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
-    let head = match js::method(req) {
-        js::Method::Get => false,
-        js::Method::Head => true,
-        js::Method::Other => return Err(EdgeError::Method),
-    };
+    let method = js::method(req);
     // The runtime hands the URL over absolute: `scheme://host[:port]/path[?query]`.
     let url = req.url();
     let parts = UrlParts::split(&url);
     let route = Route::parse(parts.path).map_err(EdgeError::Route)?;
     let isolate = isolate::get(env)?;
+    let allow = push::allow(&route, isolate.config.push.uploads());
+    let (head, put) = match method {
+        js::Method::Get => (false, false),
+        js::Method::Head => (true, false),
+        js::Method::Put if allow == push::ALLOW_PUT => (false, true),
+        js::Method::Put | js::Method::Other => return Err(EdgeError::Method(allow)),
+    };
+    // Decided once, before the edge cache or the origin is asked anything.
+    let access = auth::grant(req, &isolate, auth::need(&isolate, &route, put), parts.host)?;
+    if put {
+        let incoming = Incoming {
+            route,
+            head,
+            range: None,
+            host: parts.host.to_string(),
+            scheme: parts.scheme.to_string(),
+        };
+        return Ok(Begun::Upload(incoming, isolate, access.holder));
+    }
     match route {
-        Route::CacheInfo => Ok(Begun::Answered(isolate.cache_info(head)?)),
+        Route::CacheInfo => {
+            let info = isolate.cache_info(head)?;
+            if isolate.config.push.private {
+                auth::keep_private(&info)?;
+            }
+            Ok(Begun::Answered(info))
+        }
         Route::Landing => {
             let config = &isolate.config;
-            let page = landing::render(
+            let page = landing::render_with(
                 parts.host,
                 parts.scheme,
                 &config.cache_info,
                 &config.public_keys,
+                &landing::Push {
+                    private: config.push.private,
+                    uploads: config.push.uploads(),
+                    signing_key: config
+                        .push
+                        .signing_key
+                        .as_ref()
+                        .map(|k| k.public().to_string()),
+                },
             );
             Ok(Begun::Answered(landing_page(head, &config.ttls, page)?))
         }

@@ -1174,3 +1174,243 @@ impl Checks {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Uploads: request bodies, an unsigned copy of the seed, netrc files
+
+/// Requests with a body, for uploads: a declared `Content-Length`, chunked (no length), or a
+/// file streamed from disk. The response is read like [`http::request`]'s.
+pub mod upload {
+    use std::fs::File;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::http::Response;
+
+    /// What goes after the request head.
+    pub enum Body<'a> {
+        /// These bytes with their `Content-Length`.
+        Bytes(&'a [u8]),
+        /// These bytes in chunked encoding, without a `Content-Length`.
+        Chunked(&'a [u8]),
+        /// A file's bytes with its `Content-Length`, read in 64 KiB pieces.
+        File(&'a Path),
+        /// A `Content-Length` that says more than the bytes sent (the connection then closes).
+        Short { declared: u64, sent: &'a [u8] },
+    }
+
+    pub fn send(
+        port: u16,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Response {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("set timeout");
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        match &body {
+            Body::Bytes(b) => head.push_str(&format!("Content-Length: {}\r\n", b.len())),
+            Body::Chunked(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
+            Body::File(p) => head.push_str(&format!(
+                "Content-Length: {}\r\n",
+                std::fs::metadata(p).expect("stat the body file").len()
+            )),
+            Body::Short { declared, .. } => {
+                head.push_str(&format!("Content-Length: {declared}\r\n"))
+            }
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        // The server may answer (and close) before reading the whole body: ignore write errors.
+        let _ = stream.write_all(head.as_bytes());
+        let _ = match body {
+            Body::Bytes(b) => stream.write_all(b),
+            Body::Chunked(b) => {
+                let mut all = Vec::new();
+                for piece in b.chunks(1000) {
+                    all.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                    all.extend_from_slice(piece);
+                    all.extend_from_slice(b"\r\n");
+                }
+                all.extend_from_slice(b"0\r\n\r\n");
+                stream.write_all(&all)
+            }
+            Body::File(p) => {
+                let mut file = File::open(p).expect("open the body file");
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = file.read(&mut buf).expect("read the body file");
+                    if n == 0 {
+                        break Ok(());
+                    }
+                    if let Err(e) = stream.write_all(&buf[..n]) {
+                        break Err(e);
+                    }
+                }
+            }
+            Body::Short { sent, .. } => {
+                let r = stream.write_all(sent);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                r
+            }
+        };
+        read_response(stream)
+    }
+
+    fn read_response(stream: TcpStream) -> Response {
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        let _ = reader.read_line(&mut status_line);
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        // Read exactly the body: the server may keep the connection open after it.
+        let chunked = headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        let mut raw = Vec::new();
+        if status == 204 || status == 304 {
+        } else if chunked {
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                raw.extend_from_slice(line.as_bytes());
+                if line == "0\r\n" {
+                    let mut end = String::new();
+                    let _ = reader.read_line(&mut end);
+                    break;
+                }
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .unwrap_or(0);
+                let mut chunk = vec![0u8; size + 2];
+                if reader.read_exact(&mut chunk).is_err() {
+                    break;
+                }
+                raw.extend_from_slice(&chunk);
+                line.clear();
+            }
+        } else if let Some(length) = length {
+            raw.resize(length, 0);
+            let got = read_up_to(&mut reader, &mut raw);
+            raw.truncate(got);
+        } else {
+            let _ = reader.read_to_end(&mut raw);
+        }
+        let body = if chunked { dechunk(&raw) } else { raw };
+        Response {
+            status,
+            headers,
+            body_len: body.len() as u64,
+            body_sha256: super::sha256_hex(&body),
+            body,
+            first_mismatch: None,
+        }
+    }
+
+    fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> usize {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+        filled
+    }
+
+    fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+            let size_text = String::from_utf8_lossy(&raw[..end]);
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .unwrap_or(0);
+            raw = &raw[end + 2..];
+            if size == 0 || raw.len() < size {
+                break;
+            }
+            out.extend_from_slice(&raw[..size]);
+            raw = raw.get(size + 2..).unwrap_or(&[]);
+        }
+        out
+    }
+}
+
+/// A copy of the seeded cache with every `Sig:` line removed: what an unsigned push holds.
+pub fn unsigned_copy(seed: &Seed) -> tempfile::TempDir {
+    let dir = temp_dir("unsigned-");
+    let copy = |from: &Path, to: &Path| {
+        fs::create_dir_all(to).expect("create dir");
+        for entry in fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("dir entry");
+            let path = entry.path();
+            let target = to.join(entry.file_name());
+            if path.is_dir() {
+                continue;
+            }
+            if path.extension().is_some_and(|e| e == "narinfo") {
+                let text = fs::read_to_string(&path).expect("read narinfo");
+                let kept: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with("Sig: "))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                fs::write(&target, kept).expect("write narinfo");
+            } else {
+                fs::copy(&path, &target).expect("copy file");
+            }
+        }
+    };
+    copy(&seed.cache, dir.path());
+    copy(&seed.cache.join("nar"), &dir.path().join("nar"));
+    dir
+}
+
+/// A netrc file (mode 0600) giving `token` as the password for 127.0.0.1.
+pub fn netrc_file(dir: &Path, token: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("netrc");
+    fs::write(
+        &path,
+        format!("machine 127.0.0.1 login nix password {token}\n"),
+    )
+    .expect("write netrc");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod netrc");
+    path
+}
+
+/// Every request the origin received with this method.
+pub fn origin_requests_with_method(origin: &S3Origin, method: &str) -> Vec<OriginRequest> {
+    origin
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == method)
+        .collect()
+}

@@ -5,6 +5,7 @@ pub mod destroy;
 pub mod gc;
 pub mod output;
 pub mod plan;
+pub mod token;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,18 @@ use crate::plan::Desired;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Token(args) = &cli.command {
+        // A token needs no config; the hostname (for the netrc line) comes from it if it has one.
+        let hostname = Config::load(
+            &cli.config,
+            cli.config_given(),
+            &Overrides::from(&cli.flags),
+        )
+        .ok()
+        .map(|c| c.hostname)
+        .or_else(|| cli.flags.hostname.clone());
+        return token::run(args, hostname.as_deref());
+    }
     let config = Config::load(
         &cli.config,
         cli.config_given(),
@@ -29,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Destroy(args) => destroy::run(&args, &config),
         Command::Output(args) => output::run(&args, &config),
         Command::Gc(args) => gc::run(&args, &config),
+        Command::Token(_) => unreachable!("answered above"),
     }
 }
 

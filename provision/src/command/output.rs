@@ -54,12 +54,17 @@ impl Output {
              SPACES_REGION = \"{region}\"\n\
              STORE_DIR = \"{store_dir}\"\n\
              WANT_MASS_QUERY = \"{wmq}\"\n\
-             PRIORITY = \"{priority}\"\n",
+             PRIORITY = \"{priority}\"\n{private}",
             bucket = config.bucket,
             region = config.region,
             store_dir = config.store_dir,
             wmq = u8::from(config.want_mass_query),
             priority = config.priority,
+            private = if config.private {
+                "PRIVATE = \"1\"\n"
+            } else {
+                ""
+            },
         );
         let name = config
             .worker_name
@@ -168,5 +173,22 @@ mod tests {
             out.push_command,
             "nix copy --to 's3://nix-store?endpoint=fra1.digitaloceanspaces.com&region=fra1' ./result"
         );
+        assert!(!out.wrangler_toml.contains("PRIVATE"));
+    }
+
+    #[test]
+    fn a_private_cache_sets_private_among_the_vars() {
+        let config = Config::resolve(
+            FileConfig::default(),
+            &Overrides {
+                hostname: Some("cache.example.com".into()),
+                private: Some(true),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let out = Output::new(&config, None);
+        let vars = out.wrangler_toml.split("[vars]").nth(1).unwrap();
+        assert!(vars.contains("\nPRIVATE = \"1\"\n"), "{vars}");
     }
 }

@@ -1,0 +1,474 @@
+//! The upload path (wasm32 only): a PUT with a `write` grant, checked by [`crate::push`] and
+//! [`crate::narinfo`], then written to Spaces with a signed PUT.
+//!
+//! - `/nix-cache-info`: the Worker serves it itself; a body whose `StoreDir` matches is
+//!   answered 204 and ignored.
+//! - a narinfo: read whole (at most 64 KiB, decoded when gzip or deflate), parsed strictly,
+//!   its NAR checked with one HEAD (it must be there with exactly `FileSize` bytes), signed with
+//!   `SIGNING_KEY` unless already signed by that key name, written, and then this location's
+//!   edge entry for it (a remembered miss) is deleted.
+//! - a NAR: skipped when the bucket has it already; otherwise piped by the runtime through a
+//!   `FixedLengthStream` (so Spaces gets a `Content-Length`; nothing is buffered). The PUT is
+//!   signed with the SHA-256 the NAR's name promises as `x-amz-content-sha256`, so the origin
+//!   itself refuses a body that does not match and keeps nothing of it: Spaces and S3 answer
+//!   400 `XAmzContentSHA256Mismatch` (the Worker's 400), s3s-fs 500 `InternalError` after
+//!   logging `Sha256Mismatch` (the Worker's 502). Hashing in the Worker instead cost 0.4 to
+//!   0.66 of the direct upload speed (BENCHMARKS.md, "Uploads").
+//! - listings, logs, debug info, realisations: streamed with `UNSIGNED-PAYLOAD`, keeping the
+//!   client's `Content-Type` and `Content-Encoding`.
+//!
+//! Plain async Rust: one future per upload, awaited by the runtime as a promise.
+
+use std::rc::Rc;
+
+use js_sys::{Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use web_sys::{
+    Cache, Headers, ReadableStream, ReadableStreamDefaultReader, Request, RequestInit,
+    RequestRedirect, Response, WritableStream,
+};
+use worker::worker_sys::ext::CacheStorageExt;
+use worker::{console_log, console_warn};
+
+use crate::narinfo::{self, NarInfo};
+use crate::nix::Route;
+use crate::policy::{self, FailReason};
+use crate::push::{self, Refused, WriteVerdict};
+use crate::sigv4::{self, S3Request, SigningTime, EMPTY_SHA256, UNSIGNED_PAYLOAD};
+
+use super::isolate::Isolate;
+use super::{js, EdgeError, Incoming};
+
+#[wasm_bindgen]
+extern "C" {
+    /// workerd's identity stream of a declared length: a body made from its readable side
+    /// is sent with that `Content-Length`.
+    #[wasm_bindgen(js_name = FixedLengthStream)]
+    type FixedLengthStream;
+
+    #[wasm_bindgen(catch, constructor, js_class = "FixedLengthStream")]
+    fn new(length: f64) -> Result<FixedLengthStream, JsValue>;
+
+    #[wasm_bindgen(method, getter)]
+    fn readable(this: &FixedLengthStream) -> ReadableStream;
+
+    #[wasm_bindgen(method, getter)]
+    fn writable(this: &FixedLengthStream) -> WritableStream;
+
+    /// The Compression Streams API's decoder (gzip, deflate).
+    #[wasm_bindgen(js_name = DecompressionStream)]
+    type DecompressionStream;
+
+    #[wasm_bindgen(catch, constructor, js_class = "DecompressionStream")]
+    fn new(format: &str) -> Result<DecompressionStream, JsValue>;
+
+    #[wasm_bindgen(method, getter)]
+    fn readable(this: &DecompressionStream) -> ReadableStream;
+
+    #[wasm_bindgen(method, getter)]
+    fn writable(this: &DecompressionStream) -> WritableStream;
+}
+
+/// What the origin's refusal of a body that does not match its signed SHA-256 becomes.
+const DIGEST_MISMATCH: &str = "body does not match the SHA-256 it was sent with";
+
+/// Answers a PUT: the promise of the response (an error becomes its plain-text answer).
+pub(crate) fn serve(
+    req: Request,
+    incoming: Incoming,
+    isolate: Rc<Isolate>,
+    holder: String,
+) -> Promise {
+    future_to_promise(async move {
+        let result = upload(&req, &incoming, &isolate).await;
+        match &result {
+            Ok(response) => console_log!(
+                "PUT {} by {holder:?}: {}",
+                incoming.route.path(),
+                response.status()
+            ),
+            Err(err) => console_warn!(
+                "PUT {} by {holder:?} refused: {}",
+                incoming.route.path(),
+                err.status()
+            ),
+        }
+        if result.is_err() {
+            if let Some(body) = req.body() {
+                let _ = body.cancel();
+            }
+        }
+        Ok(super::answer(result))
+    })
+}
+
+fn refusal(refused: Refused) -> EdgeError {
+    EdgeError::Upload {
+        status: refused.status,
+        reason: refused.reason,
+    }
+}
+
+fn header(req: &Request, name: &str) -> Result<Option<String>, EdgeError> {
+    req.headers().get(name).map_err(js::failed("Headers.get"))
+}
+
+async fn upload(
+    req: &Request,
+    incoming: &Incoming,
+    isolate: &Isolate,
+) -> Result<Response, EdgeError> {
+    let config = &isolate.config;
+    let length = push::body_length(
+        header(req, "content-length")?.as_deref(),
+        &incoming.route,
+        config.push.max_upload_bytes,
+    )
+    .map_err(refusal)?;
+    match &incoming.route {
+        Route::CacheInfo => {
+            let body = read_all(req.body(), None, push::MAX_CACHE_INFO_BYTES as usize).await?;
+            let text = String::from_utf8_lossy(&body);
+            push::check_cache_info(&text, &config.cache_info.store_dir).map_err(refusal)?;
+            done(204, "")
+        }
+        Route::NarInfo(hash) => {
+            let decoding = push::narinfo_decoding(header(req, "content-encoding")?.as_deref())
+                .map_err(refusal)?;
+            let body = read_all(req.body(), decoding, narinfo::MAX_NARINFO_BYTES).await?;
+            let info = NarInfo::parse(&body, hash, &config.cache_info.store_dir).map_err(|e| {
+                EdgeError::Upload {
+                    status: 400,
+                    reason: e.to_string(),
+                }
+            })?;
+            put_narinfo(incoming, isolate, &info).await
+        }
+        Route::Nar { hash, .. } => {
+            let key = object_key(&incoming.route)?;
+            if stored_size(isolate, &key).await? == Some(length) {
+                if let Some(body) = req.body() {
+                    let _ = body.cancel();
+                }
+                forget_at_edge(incoming).await;
+                return done(200, "already in this cache\n");
+            }
+            let expected = narinfo::nar_file_sha256_hex(hash);
+            let answer = put_nar(
+                req,
+                isolate,
+                &key,
+                length,
+                &expected,
+                incoming.route.content_type(),
+            )
+            .await?;
+            // Nix asks for the NAR (a HEAD) before pushing it: forget that miss.
+            forget_at_edge(incoming).await;
+            Ok(answer)
+        }
+        Route::Landing => Err(EdgeError::Method(policy::ALLOW)),
+        route => {
+            let key = object_key(route)?;
+            let content_type =
+                push::kept_header("Content-Type", header(req, "content-type")?.as_deref())
+                    .map_err(refusal)?
+                    .unwrap_or_else(|| route.content_type().to_string());
+            let encoding = push::kept_header(
+                "Content-Encoding",
+                header(req, "content-encoding")?.as_deref(),
+            )
+            .map_err(refusal)?;
+            let mut extra = vec![("content-type".to_string(), content_type)];
+            if let Some(encoding) = encoding {
+                extra.push(("content-encoding".to_string(), encoding));
+            }
+            stream_put(req, isolate, &key, length, extra, UNSIGNED_PAYLOAD).await?;
+            forget_at_edge(incoming).await;
+            done(200, "stored\n")
+        }
+    }
+}
+
+fn object_key(route: &Route) -> Result<String, EdgeError> {
+    route
+        .object_key()
+        .ok_or_else(|| EdgeError::Internal("object route without a key".into()))
+}
+
+/// A short plain-text success answer.
+fn done(status: u16, body: &str) -> Result<Response, EdgeError> {
+    let init = js::init(
+        status,
+        &[
+            ("content-type", "text/plain; charset=utf-8"),
+            ("cache-control", "no-store"),
+        ],
+    )?;
+    js::text_response((status != 204).then_some(body), &init)
+}
+
+/// The narinfo's NAR must be in the bucket with exactly `FileSize` bytes; then the narinfo
+/// (signed) is written and the edge forgets what it remembered for it.
+async fn put_narinfo(
+    incoming: &Incoming,
+    isolate: &Isolate,
+    info: &NarInfo,
+) -> Result<Response, EdgeError> {
+    let nar_key = object_key(&info.nar)?;
+    match stored_size(isolate, &nar_key).await? {
+        None => {
+            return Err(EdgeError::Upload {
+                status: 409,
+                reason: format!("its NAR {nar_key} is not in this cache: upload the NAR first"),
+            })
+        }
+        Some(size) if size != info.file_size => {
+            return Err(EdgeError::Upload {
+                status: 409,
+                reason: format!(
+                    "its NAR {nar_key} has {size} bytes, FileSize says {}",
+                    info.file_size
+                ),
+            })
+        }
+        Some(_) => {}
+    }
+    let text = match &isolate.config.push.signing_key {
+        Some(key) => info.with_signature(key),
+        None => info.text.clone(),
+    };
+    let key = object_key(&incoming.route)?;
+    let hash = sigv4::sha256_hex(text.as_bytes());
+    let extra = vec![(
+        "content-type".to_string(),
+        incoming.route.content_type().to_string(),
+    )];
+    let sent = send(
+        isolate,
+        "PUT",
+        &key,
+        extra,
+        &hash,
+        Some(&JsValue::from_str(&text)),
+    )?;
+    let answer = JsFuture::from(sent)
+        .await
+        .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
+    written(answer.unchecked_into()).await?;
+    forget_at_edge(incoming).await;
+    done(200, "stored\n")
+}
+
+/// Streams the request body to `key` at the origin, signed with `payload_hash`, through a
+/// `FixedLengthStream` of the declared length (so the origin gets a `Content-Length`); the
+/// runtime pipes it, nothing is buffered.
+async fn stream_put(
+    req: &Request,
+    isolate: &Isolate,
+    key: &str,
+    length: u64,
+    extra: Vec<(String, String)>,
+    payload_hash: &str,
+) -> Result<(), EdgeError> {
+    let stream = FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
+    let piped = match req.body() {
+        Some(body) => body.pipe_to(&stream.writable()),
+        None => stream
+            .writable()
+            .get_writer()
+            .map_err(js::failed("getWriter"))?
+            .close(),
+    };
+    // The pipe's own outcome is the origin's to tell: a body that ends early or an origin
+    // that goes away both fail the PUT. Its rejection is handled here so none goes unseen.
+    let _ = js::settled(&piped, |_| JsValue::UNDEFINED);
+    let sent = send(
+        isolate,
+        "PUT",
+        key,
+        extra,
+        payload_hash,
+        Some(&stream.readable()),
+    )?;
+    let answer = JsFuture::from(sent)
+        .await
+        .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
+    written(answer.unchecked_into()).await
+}
+
+/// Streams a NAR to the origin, signed with the SHA-256 its name promises: S3 (and Spaces)
+/// refuse a body that does not match, and keep nothing of it.
+async fn put_nar(
+    req: &Request,
+    isolate: &Isolate,
+    key: &str,
+    length: u64,
+    expected_hex: &str,
+    content_type: &str,
+) -> Result<Response, EdgeError> {
+    let extra = vec![("content-type".to_string(), content_type.to_string())];
+    match stream_put(req, isolate, key, length, extra, expected_hex).await {
+        Ok(()) => done(200, "stored\n"),
+        Err(EdgeError::Upload { reason, .. }) if reason == DIGEST_MISMATCH => {
+            Err(EdgeError::Upload {
+                status: 400,
+                reason: "NAR body does not hash to its file name: nothing stored".into(),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The next chunk of a body as bytes, `None` at its end.
+async fn next_chunk(reader: &ReadableStreamDefaultReader) -> Result<Option<Uint8Array>, JsValue> {
+    let result = JsFuture::from(reader.read()).await?;
+    if Reflect::get(&result, &"done".into())?.is_truthy() {
+        return Ok(None);
+    }
+    let value = Reflect::get(&result, &"value".into())?;
+    Ok(Some(value.dyn_into::<Uint8Array>()?))
+}
+
+/// Reads a whole small body (decoded with `decoding`), refusing one over `limit` bytes.
+async fn read_all(
+    body: Option<ReadableStream>,
+    decoding: Option<&str>,
+    limit: usize,
+) -> Result<Vec<u8>, EdgeError> {
+    let Some(mut body) = body else {
+        return Ok(Vec::new());
+    };
+    if let Some(format) = decoding {
+        let decoder =
+            DecompressionStream::new(format).map_err(js::failed("DecompressionStream"))?;
+        let _ = body.pipe_to(&decoder.writable());
+        body = decoder.readable();
+    }
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut out = Vec::new();
+    loop {
+        let chunk = next_chunk(&reader).await.map_err(|_| EdgeError::Upload {
+            status: 400,
+            reason: "body could not be read (or decoded)".into(),
+        })?;
+        let Some(chunk) = chunk else { break };
+        if out.len() + chunk.length() as usize > limit {
+            let _ = reader.cancel();
+            return Err(EdgeError::Upload {
+                status: 413,
+                reason: format!("body is over the {limit} bytes this file may have"),
+            });
+        }
+        out.extend_from_slice(&chunk.to_vec());
+    }
+    Ok(out)
+}
+
+/// The size of `key` in the bucket (one signed HEAD), `None` when it is not there.
+async fn stored_size(isolate: &Isolate, key: &str) -> Result<Option<u64>, EdgeError> {
+    let sent = send(isolate, "HEAD", key, Vec::new(), EMPTY_SHA256, None)?;
+    let answer: Response = JsFuture::from(sent)
+        .await
+        .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?
+        .unchecked_into();
+    // A HEAD has no body to name an S3 error code.
+    match policy::classify_origin(answer.status(), None) {
+        policy::OriginVerdict::Missing => Ok(None),
+        policy::OriginVerdict::Pass if answer.status() == 200 => Ok(answer
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())),
+        policy::OriginVerdict::Pass => {
+            Err(EdgeError::Origin(FailReason::Unexpected(answer.status())))
+        }
+        policy::OriginVerdict::Fail(reason) => Err(EdgeError::Origin(reason)),
+    }
+}
+
+/// Judges the origin's answer to a write; its error body (small) names the S3 code.
+async fn written(answer: Response) -> Result<(), EdgeError> {
+    let status = answer.status();
+    let code = if (200..300).contains(&status) {
+        if let Some(body) = answer.body() {
+            let _ = body.cancel();
+        }
+        None
+    } else {
+        let text = read_all(answer.body(), None, 16 * 1024)
+            .await
+            .unwrap_or_default();
+        policy::s3_error_code(&String::from_utf8_lossy(&text)).map(str::to_string)
+    };
+    match push::judge_write(status, code.as_deref()) {
+        WriteVerdict::Done => Ok(()),
+        WriteVerdict::DigestMismatch => Err(EdgeError::Upload {
+            status: 400,
+            reason: DIGEST_MISMATCH.into(),
+        }),
+        WriteVerdict::Fail(reason) => Err(EdgeError::Origin(reason)),
+    }
+}
+
+/// Deletes this location's edge entry for the uploaded object (a remembered miss, most
+/// often), so the next read asks the origin.
+async fn forget_at_edge(incoming: &Incoming) {
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let cache: Option<Cache> = global.caches().ok().map(|c| c.default());
+    if let Some(cache) = cache {
+        if JsFuture::from(cache.delete_with_str(&incoming.cache_key()))
+            .await
+            .is_err()
+        {
+            console_warn!(
+                "could not delete the edge entry of {}",
+                incoming.route.path()
+            );
+        }
+    }
+}
+
+/// A signed request for `key` to the bucket: the promise of the origin's `Response`.
+fn send(
+    isolate: &Isolate,
+    method: &str,
+    key: &str,
+    extra: Vec<(String, String)>,
+    payload_hash: &str,
+    body: Option<&JsValue>,
+) -> Result<Promise, EdgeError> {
+    let config = &isolate.config;
+    let path = sigv4::s3_object_path(&config.bucket, key);
+    let time = SigningTime::from_unix_millis(js_sys::Date::now());
+    let signed = sigv4::sign_s3_keyed(
+        &S3Request {
+            method,
+            host: &config.endpoint.host,
+            path: &path,
+            query: "",
+            extra_headers: &extra,
+            payload_hash,
+        },
+        &config.credentials,
+        &config.region,
+        time,
+        &mut isolate.signing_keys.borrow_mut(),
+    );
+    let headers = Headers::new().map_err(js::failed("new Headers"))?;
+    for (name, value) in extra.iter().chain(signed.iter()) {
+        js::set(&headers, name, value)?;
+    }
+    let init = RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers);
+    init.set_redirect(RequestRedirect::Manual);
+    if let Some(body) = body {
+        init.set_body(body);
+    }
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    Ok(global.fetch_with_str_and_init(&config.endpoint.url(&path), &init))
+}
