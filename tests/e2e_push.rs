@@ -12,6 +12,7 @@
 //!   `nix copy --from` with a `read` token works.
 //! - `a_remembered_miss_is_forgotten_by_a_push`.
 //! - `an_origin_that_is_down_or_refuses_writes_is_a_502_naming_it`.
+//! - `nix_pushes_nar_listings_too`: `write-nar-listing=true`, listings stored and served back.
 //!
 //! Every test checks that no token, `TOKEN_SECRET` or `SIGNING_KEY` shows in any response or
 //! in the Worker's log.
@@ -983,4 +984,53 @@ fn an_origin_that_is_down_or_refuses_writes_is_a_502_naming_it() {
         );
     }
     secrets.assert_kept(&[&token], &responses, &refusing);
+}
+
+#[test]
+fn nix_pushes_nar_listings_too() {
+    // Nix 2.8 sends every file of an http:// store uncompressed, whatever its
+    // narinfo-compression or ls-compression say (seen on the wire); encoded uploads are
+    // checked by hand in `bad_uploads_are_refused_and_store_nothing`.
+    let seed = seed();
+    let secrets = Secrets::new();
+    let bucket = temp_dir("bucket-");
+    let origin = S3Origin::start(bucket.path(), BUCKET);
+    let worker = Worker::start(&secrets.bindings(&origin, &[]));
+    let write = secrets.token(Scope::Write, 3600);
+    let (builder, _unsigned) = builder_store(seed);
+    let netrc_dir = temp_dir("netrc-");
+    let netrc = netrc_file(netrc_dir.path(), &write);
+    let to = format!("{}?write-nar-listing=true", worker.url());
+    let (ok, _, err) = builder.run(&[
+        "copy",
+        "--to",
+        &to,
+        "--option",
+        "netrc-file",
+        netrc.to_str().unwrap(),
+        &seed.top_path,
+    ]);
+    assert!(ok, "nix copy --to with listings failed: {err}");
+    let stored = files_in(bucket.path());
+    for path in &seed.closure {
+        let ls = format!("{}.ls", Seed::hash_of(path));
+        assert!(stored.contains(&ls), "{ls} not in the bucket: {stored:?}");
+        let text = fs::read_to_string(bucket.path().join(&ls)).unwrap();
+        assert!(text.starts_with("{\"version\":1"), "{ls}: {text}");
+    }
+    let puts = origin_requests_with_method(&origin, "PUT");
+    assert!(puts
+        .iter()
+        .filter(|p| p.target.ends_with(".ls"))
+        .all(|p| p.header("content-type") == Some("application/json")));
+    // Served back as pushed.
+    let top_ls = format!("/{}.ls", Seed::hash_of(&seed.top_path));
+    let r = get(&worker, &top_ls, None);
+    assert_status(&r, 200, &top_ls);
+    assert_eq!(
+        r.body,
+        fs::read(bucket.path().join(&top_ls[1..])).unwrap(),
+        "the listing differs"
+    );
+    secrets.assert_kept(&[&write], &[r], &worker);
 }
