@@ -45,16 +45,16 @@ extern "C" {
     /// workerd's identity stream of a declared length: a body made from its readable side
     /// is sent with that `Content-Length`.
     #[wasm_bindgen(js_name = FixedLengthStream)]
-    type FixedLengthStream;
+    pub(crate) type FixedLengthStream;
 
     #[wasm_bindgen(catch, constructor, js_class = "FixedLengthStream")]
-    fn new(length: f64) -> Result<FixedLengthStream, JsValue>;
+    pub(crate) fn new(length: f64) -> Result<FixedLengthStream, JsValue>;
 
     #[wasm_bindgen(method, getter)]
-    fn readable(this: &FixedLengthStream) -> ReadableStream;
+    pub(crate) fn readable(this: &FixedLengthStream) -> ReadableStream;
 
     #[wasm_bindgen(method, getter)]
-    fn writable(this: &FixedLengthStream) -> WritableStream;
+    pub(crate) fn writable(this: &FixedLengthStream) -> WritableStream;
 
     /// The Compression Streams API's decoder (gzip, deflate).
     #[wasm_bindgen(js_name = DecompressionStream)]
@@ -98,6 +98,18 @@ async fn upload(
     req: &Request,
     incoming: &Incoming,
     isolate: &Isolate,
+) -> Result<Response, EdgeError> {
+    upload_with(req, incoming, isolate, UNSIGNED_PAYLOAD).await
+}
+
+/// [`upload`], with the payload hash the client declared for the body (a hex SHA-256 is passed
+/// on for objects streamed as they are, so the origin checks the bytes; a NAR is always signed
+/// with the hash its name promises, a narinfo with the hash of the signed text).
+pub(crate) async fn upload_with(
+    req: &Request,
+    incoming: &Incoming,
+    isolate: &Isolate,
+    payload_hash: &str,
 ) -> Result<Response, EdgeError> {
     let config = &isolate.config;
     let length = push::body_length(
@@ -179,7 +191,7 @@ async fn upload(
                 "PUT",
                 &key,
                 extra,
-                UNSIGNED_PAYLOAD,
+                payload_hash,
                 Some(&stream.readable()),
             )?;
             let answer = JsFuture::from(sent).await;
@@ -412,7 +424,7 @@ async fn next_chunk(reader: &ReadableStreamDefaultReader) -> Result<Option<Uint8
 }
 
 /// Reads a whole small body (decoded with `decoding`), refusing one over `limit` bytes.
-async fn read_all(
+pub(crate) async fn read_all(
     body: Option<ReadableStream>,
     decoding: Option<&str>,
     limit: usize,
@@ -506,7 +518,7 @@ async fn remove(isolate: &Isolate, key: &str) {
 
 /// Deletes this location's edge entry for the uploaded object (a remembered miss, most
 /// often), so the next read asks the origin.
-async fn forget_at_edge(incoming: &Incoming) {
+pub(crate) async fn forget_at_edge(incoming: &Incoming) {
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let cache: Option<Cache> = global.caches().ok().map(|c| c.default());
     if let Some(cache) = cache {
@@ -531,6 +543,19 @@ fn send(
     payload_hash: &str,
     body: Option<&JsValue>,
 ) -> Result<Promise, EdgeError> {
+    send_with_query(isolate, method, key, "", extra, payload_hash, body)
+}
+
+/// [`send`] with a query (encoded, without `?`), e.g. `partNumber=1&uploadId=…`.
+pub(crate) fn send_with_query(
+    isolate: &Isolate,
+    method: &str,
+    key: &str,
+    query: &str,
+    extra: Vec<(String, String)>,
+    payload_hash: &str,
+    body: Option<&JsValue>,
+) -> Result<Promise, EdgeError> {
     let config = &isolate.config;
     let path = sigv4::s3_object_path(&config.bucket, key);
     let time = SigningTime::from_unix_millis(js_sys::Date::now());
@@ -539,7 +564,7 @@ fn send(
             method,
             host: &config.endpoint.host,
             path: &path,
-            query: "",
+            query,
             extra_headers: &extra,
             payload_hash,
         },
@@ -560,5 +585,10 @@ fn send(
         init.set_body(body);
     }
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    Ok(global.fetch_with_str_and_init(&config.endpoint.url(&path), &init))
+    let mut url = config.endpoint.url(&path);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    Ok(global.fetch_with_str_and_init(&url, &init))
 }
