@@ -19,6 +19,17 @@ use crate::token::Scope;
 
 use super::error::{element_text, ErrorCode, S3Error};
 
+/// The first path segments of the cache's routes. A bucket named like one of them would make
+/// `/<bucket>/…` ambiguous with the cache protocol, so provision's config refuses such names.
+pub const ROUTE_SEGMENTS: [&str; 6] = [
+    "nix-cache-info",
+    "nar",
+    "log",
+    "debuginfo",
+    "realisations",
+    "build-trace-v2",
+];
+
 /// S3's highest part number.
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
@@ -417,6 +428,22 @@ mod tests {
             Err(ErrorCode::AccessDenied)
         );
         assert_eq!(t("/nix-store/%ff", false), Err(ErrorCode::AccessDenied));
+    }
+
+    #[test]
+    fn route_segments_are_the_route_table_s() {
+        let examples = [
+            "/nix-cache-info",
+            "/nar/0wplwx3f43xqwv17x8n1z5qk64ll860dhz3g86kn496p8h03r0hs.nar",
+            "/log/0wplwx3f43xqwv17x8n1z5qk64ll860d-a.drv",
+            "/debuginfo/00ff",
+            "/realisations/sha256:0000000000000000000000000000000000000000000000000000000000000000!out.doi",
+            "/build-trace-v2/0wplwx3f43xqwv17x8n1z5qk64ll860d-a.drv/out.doi",
+        ];
+        for (segment, path) in ROUTE_SEGMENTS.iter().zip(examples) {
+            assert!(Route::parse(path).is_ok(), "{path}");
+            assert_eq!(path[1..].split('/').next(), Some(*segment));
+        }
     }
 
     #[test]
