@@ -162,11 +162,14 @@ fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
         Ok(route) => route,
         Err(refused) => {
             // Not a cache route: the S3 endpoint's, when it names the bucket or is SigV4-signed.
-            let isolate = isolate::get(env)?;
-            if s3::recognise(req, parts.path, &isolate.config.bucket) {
-                return Ok(Begun::S3(isolate));
-            }
-            return Err(EdgeError::Route(refused));
+            // A path that is neither stays a 4xx, whatever the bindings.
+            return match isolate::get(env) {
+                Ok(isolate) if s3::recognise(req, parts.path, &isolate.config.bucket) => {
+                    Ok(Begun::S3(isolate))
+                }
+                Err(config) if s3::signed(req) => Err(config),
+                _ => Err(EdgeError::Route(refused)),
+            };
         }
     };
     let isolate = isolate::get(env)?;

@@ -43,9 +43,11 @@ use super::{cache, js, EdgeError, Incoming};
 pub(crate) fn recognise(req: &Request, path: &str, bucket: &str) -> bool {
     let first = path.strip_prefix('/').unwrap_or(path);
     let first = first.split('/').next().unwrap_or_default();
-    if first == bucket {
-        return true;
-    }
+    first == bucket || signed(req)
+}
+
+/// Whether the request carries a SigV4 `Authorization` header.
+pub(crate) fn signed(req: &Request) -> bool {
     matches!(
         req.headers().get("authorization"),
         Ok(Some(value)) if value.starts_with(sigv4::ALGORITHM)
