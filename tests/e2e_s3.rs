@@ -449,9 +449,56 @@ fn curl_pushes_a_big_nar_in_parts_as_nix_does() {
         assert!(len <= LIMIT);
     }
 
+    // A read credential reads (and may not start an upload); an upload begun can be aborted.
+    let reader = stack.secrets.credential(Scope::Read, 3600);
+    let (status, _, body) = curl(w, &reader, "GET", &object(&big.narinfo_key()), &[]);
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = curl(
+        w,
+        &reader,
+        "POST",
+        &object(&format!("{}?uploads=", big.nar_key())),
+        &[],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    let log_key = "log/0wplwx3f43xqwv17x8n1z5qk64ll860d-big.drv";
+    let (status, _, body) = curl(
+        w,
+        &cred,
+        "POST",
+        &object(&format!("{log_key}?uploads=")),
+        &[],
+    );
+    assert_eq!(status, 200, "create: {body}");
+    let second = xml_text(&body, "UploadId").expect("an UploadId");
+    let (status, _, body) = curl(
+        w,
+        &cred,
+        "DELETE",
+        &object(&format!("{log_key}?uploadId={second}")),
+        &[],
+    );
+    assert_eq!(status, 204, "abort: {body}");
+    assert_eq!(
+        origin_requests_with_method(&stack.origin, "DELETE").len(),
+        1,
+        "the abort reached the origin"
+    );
+    let (status, _, body) = curl(
+        w,
+        &cred,
+        "PUT",
+        &object(&format!("{log_key}?partNumber=1&uploadId={second}")),
+        &["-T", big.narinfo().to_str().unwrap()],
+    );
+    // S3 says NoSuchUpload (passed on as it is); s3s-fs says AccessDenied, passed on too.
+    assert_eq!(status, 403, "a part of an aborted upload: {body}");
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+
     copy_back(w, &stack.secrets, &big.store_path);
     texts.push(stack.worker.process.log_tail());
-    stack.secrets.assert_kept(&[&cred.1], &texts);
+    stack.secrets.assert_kept(&[&cred.1, &reader.1], &texts);
 }
 
 #[test]

@@ -265,6 +265,15 @@ pub fn origin_error(status: u16, body: &str) -> S3Error {
         }),
         None => None,
     };
+    if code.as_deref() == Some("AccessDenied") {
+        // An upload id that is not (or no longer) there, as some S3 servers say it, or a
+        // Spaces key of the Worker's that may not write: refused either way, not worth a retry.
+        return S3Error::new(
+            ErrorCode::AccessDenied,
+            "the cache's storage refused this (AccessDenied): the upload may not exist, or the \
+             Worker's Spaces key may not write",
+        );
+    }
     match passed {
         Some(code) => S3Error::new(
             code,
@@ -480,6 +489,13 @@ mod tests {
             completed(200, "").unwrap_err().code,
             ErrorCode::InternalError
         );
+        let denied = "<Error><Code>AccessDenied</Code><Message>detail</Message></Error>";
+        assert_eq!(
+            completed(403, denied).unwrap_err().code,
+            ErrorCode::AccessDenied
+        );
+        let gone = "<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>";
+        assert_eq!(origin_error(404, gone).code, ErrorCode::NoSuchUpload);
         let creds =
             "<Error><Code>SignatureDoesNotMatch</Code><Message>secret detail</Message></Error>";
         let e = completed(403, creds).unwrap_err();
