@@ -838,6 +838,37 @@ fn refusals_write_nothing() {
         "InvalidRequest",
         "a narinfo in parts",
     );
+    let other = support::sha256_hex(b"other bytes");
+    check(
+        signed(
+            w,
+            &write,
+            t,
+            "PUT",
+            &narinfo_target,
+            &[],
+            &other,
+            Body::Bytes(&narinfo),
+        ),
+        400,
+        "BadDigest",
+        "a narinfo that does not hash to the SHA-256 it was signed with",
+    );
+    check(
+        signed(
+            w,
+            &write,
+            t,
+            "PUT",
+            &nar_target,
+            &[],
+            &other,
+            Body::Bytes(&nar),
+        ),
+        400,
+        "BadDigest",
+        "a NAR signed with a SHA-256 that is not its name's",
+    );
     let part = vec![0u8; (LIMIT + 1) as usize];
     check(
         signed(

@@ -129,6 +129,17 @@ pub(crate) async fn upload_with(
             let decoding = push::narinfo_decoding(header(req, "content-encoding")?.as_deref())
                 .map_err(refusal)?;
             let body = read_all(req.body(), decoding, narinfo::MAX_NARINFO_BYTES).await?;
+            // A SHA-256 the client signed the body with (the S3 endpoint's PutObject) is
+            // checked here: the narinfo itself never reaches the origin, its signed text does.
+            if decoding.is_none()
+                && payload_hash.len() == 64
+                && sigv4::sha256_hex(&body) != payload_hash
+            {
+                return Err(EdgeError::Upload {
+                    status: 400,
+                    reason: "body does not match the SHA-256 it was sent with".into(),
+                });
+            }
             let info = NarInfo::parse(&body, hash, &config.cache_info.store_dir).map_err(|e| {
                 EdgeError::Upload {
                     status: 400,
