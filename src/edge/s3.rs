@@ -128,15 +128,11 @@ fn s3_response(
     if body.is_some() {
         all.push(("content-type", "application/xml"));
     }
-    let init = js::init(status, &all).map_err(internal)?;
-    js::text_response(body, &init).map_err(internal)
+    let init = js::init(status, &all).map_err(from_edge)?;
+    js::text_response(body, &init).map_err(from_edge)
 }
 
 /// An error of the glue or the upload path, as S3 says it.
-fn internal(error: EdgeError) -> S3Error {
-    from_edge(error)
-}
-
 fn from_edge(error: EdgeError) -> S3Error {
     match error {
         EdgeError::Upload { status, reason } => {
@@ -252,11 +248,11 @@ async fn get_object(
     ctx: JsContext,
 ) -> Result<Response, S3Error> {
     if incoming.route == Route::CacheInfo {
-        return isolate.cache_info(incoming.head).map_err(internal);
+        return isolate.cache_info(incoming.head).map_err(from_edge);
     }
     incoming.range = req.headers().get("range").ok().flatten();
     let head = incoming.head;
-    let promise = cache::serve_object(incoming, isolate, ctx).map_err(internal)?;
+    let promise = cache::serve_object(incoming, isolate, ctx).map_err(from_edge)?;
     let answer: Response = JsFuture::from(promise)
         .await
         .map_err(|_| S3Error::new(ErrorCode::InternalError, "the read failed"))?
@@ -267,17 +263,8 @@ async fn get_object(
                 let _ = body.cancel();
             }
             let error = S3Error::new(ErrorCode::NoSuchKey, "The specified key does not exist.");
-            let init = js::init(
-                404,
-                &[
-                    ("content-type", "application/xml"),
-                    ("cache-control", "no-store"),
-                ],
-            )
-            .map_err(internal)?;
-            let path = req.url();
-            let body = error.xml(Url::split(&path).path);
-            js::text_response((!head).then_some(body.as_str()), &init).map_err(internal)
+            let url = req.url();
+            error_response(&error, Url::split(&url).path, head).map_err(from_edge)
         }
         status if status >= 500 => Err(S3Error::new(
             ErrorCode::ServiceUnavailable,
@@ -381,7 +368,7 @@ async fn create(
         EMPTY_SHA256,
         None,
     )
-    .map_err(internal)?;
+    .map_err(from_edge)?;
     let (status, _, body) = small_answer(sent(promise).await?).await;
     if status != 200 || !body.contains("<UploadId>") {
         return Err(operation::origin_error(status, &body));
@@ -432,7 +419,7 @@ async fn upload_part(
         payload.origin_hash(),
         Some(&stream.readable()),
     )
-    .map_err(internal)?;
+    .map_err(from_edge)?;
     let answer = sent(promise).await;
     let body_ok = JsFuture::from(piped).await.is_ok();
     let answer = answer?;
@@ -487,7 +474,7 @@ async fn complete(
         &sigv4::sha256_hex(text.as_bytes()),
         Some(&JsValue::from_str(&text)),
     )
-    .map_err(internal)?;
+    .map_err(from_edge)?;
     let (status, _, answer) = small_answer(sent(promise).await?).await;
     operation::completed(status, &answer)?;
     upload::forget_at_edge(incoming).await;
@@ -510,7 +497,7 @@ async fn abort(
         EMPTY_SHA256,
         None,
     )
-    .map_err(internal)?;
+    .map_err(from_edge)?;
     let (status, _, body) = small_answer(sent(promise).await?).await;
     if !(200..300).contains(&status) {
         return Err(operation::origin_error(status, &body));
