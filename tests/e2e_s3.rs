@@ -5,7 +5,8 @@
 //!
 //! - `curl_pushes_a_big_nar_in_parts_as_nix_does`: `MAX_UPLOAD_BYTES` of 16 MiB and a 40 MiB
 //!   NAR: the requests Nix 2.33 makes (HEADs, create, three parts, complete, the narinfo);
-//!   then `nix copy --from` the Worker, trusting only the Worker's key, verifies.
+//!   then `nix copy --from` the Worker, trusting only the Worker's key, verifies; the same
+//!   for a small NAR in one PUT; a `read` credential reads but may not upload; an abort.
 //! - `boto3_pushes_the_same_with_upload_file`: boto3's multipart `upload_file`, then the
 //!   narinfo with `put_object`; `nix copy --from` verifies.
 //! - `refusals_write_nothing`: wrong secret, expired and `read` credentials for a write, a date
@@ -195,7 +196,30 @@ fn curl_pushes_a_big_nar_in_parts_as_nix_does() {
     assert_eq!(status, 403, "a part of an aborted upload: {body}");
     assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
 
+    // A NAR under the threshold goes in one PUT (checked against its name), twice: the
+    // second finds it there.
+    let small = BigPath::new(4096);
+    for round in 0..2 {
+        let (status, _, body) = curl(
+            w,
+            &cred,
+            "PUT",
+            &object(&small.nar_key()),
+            &["-T", small.nar().to_str().unwrap()],
+        );
+        assert_eq!(status, 200, "single PUT of a NAR, round {round}: {body}");
+    }
+    let (status, _, body) = curl(
+        w,
+        &cred,
+        "PUT",
+        &object(&small.narinfo_key()),
+        &["-T", small.narinfo().to_str().unwrap()],
+    );
+    assert_eq!(status, 200, "its narinfo: {body}");
+
     copy_back(w, &stack.secrets, &big.store_path);
+    copy_back(w, &stack.secrets, &small.store_path);
     texts.push(stack.worker.process.log_tail());
     stack.secrets.assert_kept(&[&cred.1, &reader.1], &texts);
 }
