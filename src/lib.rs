@@ -13,6 +13,8 @@
 //!   request.
 //! - [`push`]: the rules of an upload: methods, body length and encoding, the origin's verdict.
 //! - [`narinfo`]: uploaded narinfos: strict parse, Nix's fingerprint, ed25519 signatures.
+//! - [`s3`]: the S3 endpoint for Nix's `s3://` store: credentials, SigV4 verification,
+//!   operations, S3 error bodies.
 //! - `edge` (wasm32 only): the Workers glue: signed fetch to Spaces, Cache API, responses.
 
 pub mod config;
@@ -21,6 +23,7 @@ pub mod narinfo;
 pub mod nix;
 pub mod policy;
 pub mod push;
+pub mod s3;
 pub mod sigv4;
 pub mod token;
 

@@ -45,7 +45,8 @@ impl TokenSecret {
         TokenSecret(Zeroizing::new(secret.as_ref().to_vec()))
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
+    /// An HMAC-SHA256 keyed with the secret (tokens, and the S3 credentials' derived secrets).
+    pub(crate) fn mac(&self) -> Hmac<Sha256> {
         // HMAC takes a key of any length.
         Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length")
     }

@@ -312,6 +312,13 @@ impl Config {
             self.bucket
         );
         ensure!(
+            !nix_spaces_cache::s3::operation::ROUTE_SEGMENTS.contains(&self.bucket.as_str()),
+            "config: bucket {:?} is named like a path of the cache ({}): the Worker's S3 endpoint \
+             answers /<bucket>/<key>, which must not be a cache path; choose another name",
+            self.bucket,
+            nix_spaces_cache::s3::operation::ROUTE_SEGMENTS.join(", ")
+        );
+        ensure!(
             self.retention_days >= 1,
             "config: retention_days must be at least 1"
         );
@@ -531,7 +538,15 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_field_name() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 11] = [
+            (
+                "hostname = \"cache.example.com\"\nbucket = \"nar\"",
+                "named like a path of the cache",
+            ),
+            (
+                "hostname = \"cache.example.com\"\nbucket = \"build-trace-v2\"",
+                "named like a path of the cache",
+            ),
             (
                 "hostname = \"cache.example.com\"\nzone = \"other.com\"",
                 "not inside zone",

@@ -101,3 +101,50 @@ fn refusals_name_what_is_missing() {
     assert!(!ok);
     assert!(err.contains("--expires-in"), "{err}");
 }
+
+#[test]
+fn s3_credentials_print_two_export_lines() {
+    use nix_spaces_cache::s3::S3Credential;
+    let (ok, out, err) = provision(
+        &[
+            "token",
+            "--s3",
+            "--name",
+            "ci",
+            "--scope",
+            "write",
+            "--expires-in",
+            "90d",
+        ],
+        Some(SECRET),
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let id = lines[0]
+        .strip_prefix("AWS_ACCESS_KEY_ID=")
+        .expect("id line");
+    let key = lines[1]
+        .strip_prefix("AWS_SECRET_ACCESS_KEY=")
+        .expect("secret line");
+    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+    let credential = S3Credential::parse(id).expect("an id of this cache");
+    assert_eq!(credential.name, "ci");
+    assert_eq!(credential.scope, Scope::Write);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(credential.expires.abs_diff(now + 90 * 86_400) < 60);
+    assert_eq!(credential.secret(&TokenSecret::new(SECRET)).expose(), key);
+    assert!(!out.contains(SECRET) && !err.contains(SECRET));
+    assert!(!err.contains(key), "the secret is printed once, on stdout");
+
+    let (ok, out, err) = provision(
+        &["token", "--s3", "--name", "ci-1", "--scope", "read"],
+        Some(SECRET),
+    );
+    assert!(!ok);
+    assert!(out.is_empty());
+    assert!(err.contains("letters and digits"), "{err}");
+}

@@ -7,7 +7,9 @@
 //!
 //! One request, start to finish:
 //!
-//! 1. route: [`Route::parse`] on the path; a refused path is a 4xx without any subrequest;
+//! 1. route: [`Route::parse`] on the path; a refused path is a 4xx without any subrequest,
+//!    unless it is for the S3 endpoint (`/<SPACES_BUCKET>/<key>`, or signed with SigV4), which
+//!    [`s3`] answers with its own checks;
 //! 2. bindings: [`crate::config::Config::from_lookup`], once per isolate; a missing one is a
 //!    500 naming it;
 //! 3. method: GET and HEAD, and PUT on object routes when `TOKEN_SECRET` is set; anything
@@ -26,6 +28,7 @@ mod error;
 mod isolate;
 mod js;
 mod origin;
+mod s3;
 mod upload;
 
 use std::rc::Rc;
@@ -66,6 +69,7 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
         Ok(Begun::Upload(incoming, isolate, holder)) => {
             upload::serve(req, incoming, isolate, holder).into()
         }
+        Ok(Begun::S3(isolate)) => s3::serve(req, isolate, ctx).into(),
         Err(err) => answer(Err(err)),
     }
 }
@@ -76,6 +80,9 @@ enum Begun {
     Object(Incoming, Rc<Isolate>),
     /// A PUT with a `write` grant, and who holds it.
     Upload(Incoming, Rc<Isolate>, String),
+    /// A request for the S3 endpoint (`/<SPACES_BUCKET>/<key>`), which checks its own
+    /// credentials.
+    S3(Rc<Isolate>),
 }
 
 /// What the runtime is given: the response, or for an error its plain-text answer (see
@@ -157,7 +164,20 @@ fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
     // The runtime hands the URL over absolute: `scheme://host[:port]/path[?query]`.
     let url = req.url();
     let parts = UrlParts::split(&url);
-    let route = Route::parse(parts.path).map_err(EdgeError::Route)?;
+    let route = match Route::parse(parts.path) {
+        Ok(route) => route,
+        Err(refused) => {
+            // Not a cache route: the S3 endpoint's, when it names the bucket or is SigV4-signed.
+            // A path that is neither stays a 4xx, whatever the bindings.
+            return match isolate::get(env) {
+                Ok(isolate) if s3::recognise(req, parts.path, &isolate.config.bucket) => {
+                    Ok(Begun::S3(isolate))
+                }
+                Err(config) if s3::signed(req) => Err(config),
+                _ => Err(EdgeError::Route(refused)),
+            };
+        }
+    };
     let isolate = isolate::get(env)?;
     let allow = push::allow(&route, isolate.config.push.uploads());
     let (head, put) = match method {

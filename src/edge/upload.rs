@@ -46,16 +46,16 @@ extern "C" {
     /// workerd's identity stream of a declared length: a body made from its readable side
     /// is sent with that `Content-Length`.
     #[wasm_bindgen(js_name = FixedLengthStream)]
-    type FixedLengthStream;
+    pub(crate) type FixedLengthStream;
 
     #[wasm_bindgen(catch, constructor, js_class = "FixedLengthStream")]
-    fn new(length: f64) -> Result<FixedLengthStream, JsValue>;
+    pub(crate) fn new(length: f64) -> Result<FixedLengthStream, JsValue>;
 
     #[wasm_bindgen(method, getter)]
-    fn readable(this: &FixedLengthStream) -> ReadableStream;
+    pub(crate) fn readable(this: &FixedLengthStream) -> ReadableStream;
 
     #[wasm_bindgen(method, getter)]
-    fn writable(this: &FixedLengthStream) -> WritableStream;
+    pub(crate) fn writable(this: &FixedLengthStream) -> WritableStream;
 
     /// The Compression Streams API's decoder (gzip, deflate).
     #[wasm_bindgen(js_name = DecompressionStream)]
@@ -120,6 +120,18 @@ async fn upload(
     incoming: &Incoming,
     isolate: &Isolate,
 ) -> Result<Response, EdgeError> {
+    upload_with(req, incoming, isolate, UNSIGNED_PAYLOAD).await
+}
+
+/// [`upload`], with the payload hash the client declared for the body (a hex SHA-256 is passed
+/// on for objects streamed as they are, so the origin checks the bytes; a NAR is always signed
+/// with the hash its name promises, a narinfo with the hash of the signed text).
+pub(crate) async fn upload_with(
+    req: &Request,
+    incoming: &Incoming,
+    isolate: &Isolate,
+    payload_hash: &str,
+) -> Result<Response, EdgeError> {
     let config = &isolate.config;
     let length = push::body_length(
         header(req, "content-length")?.as_deref(),
@@ -138,6 +150,17 @@ async fn upload(
             let decoding = push::narinfo_decoding(header(req, "content-encoding")?.as_deref())
                 .map_err(refusal)?;
             let body = read_all(req.body(), decoding, narinfo::MAX_NARINFO_BYTES).await?;
+            // A SHA-256 the client signed the body with (the S3 endpoint's PutObject) is
+            // checked here: the narinfo itself never reaches the origin, its signed text does.
+            if decoding.is_none()
+                && payload_hash.len() == 64
+                && sigv4::sha256_hex(&body) != payload_hash
+            {
+                return Err(EdgeError::Upload {
+                    status: 400,
+                    reason: "body does not match the SHA-256 it was sent with".into(),
+                });
+            }
             let info = NarInfo::parse(&body, hash, &config.cache_info.store_dir).map_err(|e| {
                 EdgeError::Upload {
                     status: 400,
@@ -185,7 +208,7 @@ async fn upload(
             if let Some(encoding) = encoding {
                 extra.push(("content-encoding".to_string(), encoding));
             }
-            stream_put(req, isolate, &key, length, extra, UNSIGNED_PAYLOAD).await?;
+            stream_put(req, isolate, &key, length, extra, payload_hash).await?;
             forget_at_edge(incoming).await;
             done(200, "stored\n")
         }
@@ -333,7 +356,7 @@ async fn next_chunk(reader: &ReadableStreamDefaultReader) -> Result<Option<Uint8
 }
 
 /// Reads a whole small body (decoded with `decoding`), refusing one over `limit` bytes.
-async fn read_all(
+pub(crate) async fn read_all(
     body: Option<ReadableStream>,
     decoding: Option<&str>,
     limit: usize,
@@ -416,7 +439,7 @@ async fn written(answer: Response) -> Result<(), EdgeError> {
 
 /// Deletes this location's edge entry for the uploaded object (a remembered miss, most
 /// often), so the next read asks the origin.
-async fn forget_at_edge(incoming: &Incoming) {
+pub(crate) async fn forget_at_edge(incoming: &Incoming) {
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let cache: Option<Cache> = global.caches().ok().map(|c| c.default());
     if let Some(cache) = cache {
@@ -441,6 +464,19 @@ fn send(
     payload_hash: &str,
     body: Option<&JsValue>,
 ) -> Result<Promise, EdgeError> {
+    send_with_query(isolate, method, key, "", extra, payload_hash, body)
+}
+
+/// [`send`] with a query (encoded, without `?`), e.g. `partNumber=1&uploadId=…`.
+pub(crate) fn send_with_query(
+    isolate: &Isolate,
+    method: &str,
+    key: &str,
+    query: &str,
+    extra: Vec<(String, String)>,
+    payload_hash: &str,
+    body: Option<&JsValue>,
+) -> Result<Promise, EdgeError> {
     let config = &isolate.config;
     let path = sigv4::s3_object_path(&config.bucket, key);
     let time = SigningTime::from_unix_millis(js_sys::Date::now());
@@ -449,7 +485,7 @@ fn send(
             method,
             host: &config.endpoint.host,
             path: &path,
-            query: "",
+            query,
             extra_headers: &extra,
             payload_hash,
         },
@@ -470,5 +506,10 @@ fn send(
         init.set_body(body);
     }
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    Ok(global.fetch_with_str_and_init(&config.endpoint.url(&path), &init))
+    let mut url = config.endpoint.url(&path);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    Ok(global.fetch_with_str_and_init(&url, &init))
 }

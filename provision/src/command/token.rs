@@ -2,6 +2,10 @@
 //! the Worker (a JWT signed with HS256 under `TOKEN_SECRET` from the environment) and prints
 //! it with the `netrc` line that makes Nix send it.
 //!
+//! With `--s3` it prints S3 credentials instead, as two lines ready for `export`:
+//! `AWS_ACCESS_KEY_ID=…` (carrying the name, scope and expiry) and `AWS_SECRET_ACCESS_KEY=…`
+//! (derived from the id under `TOKEN_SECRET`), for `nix copy --to 's3://…'` through the Worker.
+//!
 //! The secret is read from the environment only and never printed; errors name what is
 //! missing, not its value.
 
@@ -10,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 use nix_spaces_cache::landing::netrc_line;
+use nix_spaces_cache::s3::S3Credential;
 use nix_spaces_cache::token::{self, Claims, Scope, TokenSecret};
 use zeroize::Zeroizing;
 
@@ -30,6 +35,10 @@ pub struct TokenArgs {
     /// Print only the token.
     #[arg(long)]
     pub quiet: bool,
+    /// Print S3 credentials (`AWS_ACCESS_KEY_ID=…`, `AWS_SECRET_ACCESS_KEY=…`) for the
+    /// Worker's S3 endpoint instead of a token; the name must be letters and digits.
+    #[arg(long)]
+    pub s3: bool,
 }
 
 /// The token for `args` under `secret`, issued at `now` (Unix seconds).
@@ -56,6 +65,31 @@ pub fn mint(args: &TokenArgs, secret: &TokenSecret, now: u64) -> anyhow::Result<
     Ok(token::mint(&claims, secret))
 }
 
+/// The S3 credential for `args` under `secret`, issued at `now`: the two `export` lines.
+pub fn mint_s3(
+    args: &TokenArgs,
+    secret: &TokenSecret,
+    now: u64,
+) -> anyhow::Result<Zeroizing<String>> {
+    let Some(valid_for) = token::parse_duration(&args.expires_in) else {
+        bail!(
+            "token: --expires-in {:?} is not a duration like 90d, 12h, 30m or 2w",
+            args.expires_in
+        );
+    };
+    let expires = now
+        .checked_add(valid_for)
+        .context("token: --expires-in is too long")?;
+    let credential = S3Credential::new(args.name.trim(), args.scope, expires)
+        .map_err(|e| anyhow::anyhow!("token --s3: {e} (the name travels in the access key id)"))?;
+    let key = credential.secret(secret);
+    Ok(Zeroizing::new(format!(
+        "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
+        credential.access_key_id(),
+        key.expose()
+    )))
+}
+
 /// `TOKEN_SECRET` from `value` (the environment's), checked.
 pub fn secret_from(value: Option<String>) -> anyhow::Result<TokenSecret> {
     let value = Zeroizing::new(value.unwrap_or_default());
@@ -78,6 +112,20 @@ pub fn secret_from(value: Option<String>) -> anyhow::Result<TokenSecret> {
 pub fn run(args: &TokenArgs, hostname: Option<&str>) -> anyhow::Result<ExitCode> {
     let secret = secret_from(std::env::var("TOKEN_SECRET").ok())?;
     let now = u64::try_from(super::now()?).context("token: the clock is before 1970")?;
+    if args.s3 {
+        let lines = mint_s3(args, &secret, now)?;
+        print!("{}", lines.as_str());
+        eprintln!(
+            "S3 credentials ({} scope) for {:?}, valid for {}. Export both lines, then push with \
+             nix copy --to 's3://<SPACES_BUCKET>?endpoint=https://{}&multipart-upload=true&\
+             multipart-chunk-size=67108864&multipart-threshold=67108864' (Nix 2.33 or later).",
+            args.scope.as_str(),
+            args.name.trim(),
+            args.expires_in,
+            hostname.unwrap_or("cache.example.com")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let token = Zeroizing::new(mint(args, &secret, now)?);
     if args.quiet {
         println!("{}", token.as_str());
@@ -108,7 +156,38 @@ mod tests {
             scope,
             expires_in: expires_in.into(),
             quiet: false,
+            s3: false,
         }
+    }
+
+    #[test]
+    fn s3_credentials_carry_name_scope_expiry_and_a_derived_secret() {
+        let secret = secret_from(Some("s".repeat(40))).unwrap();
+        let now = 1_800_000_000;
+        let lines = mint_s3(&args(Scope::Write, "90d"), &secret, now).unwrap();
+        let mut it = lines.lines();
+        let id = it
+            .next()
+            .unwrap()
+            .strip_prefix("AWS_ACCESS_KEY_ID=")
+            .unwrap();
+        let key = it
+            .next()
+            .unwrap()
+            .strip_prefix("AWS_SECRET_ACCESS_KEY=")
+            .unwrap();
+        assert_eq!(it.next(), None);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        let c = S3Credential::parse(id).unwrap();
+        assert_eq!(c.name, "ci");
+        assert_eq!(c.scope, Scope::Write);
+        assert_eq!(c.expires, now + 90 * 86_400);
+        assert_eq!(c.secret(&secret).expose(), key);
+        let mut dashed = args(Scope::Read, "1d");
+        dashed.name = "ci-runner".into();
+        let err = mint_s3(&dashed, &secret, now).unwrap_err().to_string();
+        assert!(err.contains("letters and digits"), "{err}");
+        assert!(mint_s3(&args(Scope::Read, "never"), &secret, now).is_err());
     }
 
     #[test]
