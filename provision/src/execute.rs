@@ -468,7 +468,8 @@ impl<'a> Executor<'a> {
             name: pending,
             grants: vec![dig::Grant {
                 bucket: d.bucket.clone(),
-                permission: "read".into(),
+                permission: crate::plan::worker::worker_key_permission(d, &self.world.observed)
+                    .into(),
             }],
         };
         let context = || format!("apply: spaces key {pending}: create");

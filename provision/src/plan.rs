@@ -847,7 +847,7 @@ pub fn destroy_plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
     changes
 }
 
-mod worker;
+pub mod worker;
 
 pub use worker::{unmanaged_secret_notes, DEPLOY_THEN_APPLY};
 use worker::{worker_env_secrets, worker_key};

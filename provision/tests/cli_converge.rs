@@ -87,7 +87,7 @@ fn the_readmes_sequence_from_empty_accounts() {
     let apply = with_worker_secrets(&rig, &["apply"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     assert!(!apply.stdout.contains("Waiting"), "{apply:?}");
-    rig.assert_converged();
+    rig.assert_converged_taking_uploads();
     let account = rig.account.clone().unwrap();
     for (name, value) in [("TOKEN_SECRET", TOKEN_SECRET), ("SIGNING_KEY", SIGNING_KEY)] {
         assert_eq!(
@@ -121,7 +121,7 @@ fn without_cloudflare_the_worker_secret_commands_are_printed_not_the_values() {
                 .contains("printf %s \"$SIGNING_KEY\" | npx wrangler secret put SIGNING_KEY"),
         "{apply:?}"
     );
-    rig.assert_converged();
+    rig.assert_converged_taking_uploads();
     // The secrets file is a hand-over: once it is gone (`wrangler secret bulk` ran), the key
     // stays and no new one is made.
     let key = rig.digitalocean.spaces_keys()[0]["access_key"].clone();

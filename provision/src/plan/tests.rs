@@ -65,11 +65,22 @@ fn converged(d: &Desired) -> Observed {
         worker_keys: vec![SpacesKey {
             access_key: "DOWORKERKEY".into(),
             state: KeyState::Confirmed,
-            grants: vec![(d.bucket.clone(), "read".into())],
+            grants: vec![(d.bucket.clone(), key_permission(d).into())],
         }],
         zone: "example.com".into(),
         worker: worker_with_secrets(d),
     }
+}
+
+/// What the Worker's key may do once apply has run: write too when it takes uploads.
+fn key_permission(d: &Desired) -> &'static str {
+    worker::worker_key_permission(
+        d,
+        &Observed {
+            worker: worker_with_secrets(d),
+            ..Observed::default()
+        },
+    )
 }
 
 /// The Worker as a complete apply leaves it.
@@ -146,7 +157,7 @@ fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Obser
                 o.worker_keys.push(SpacesKey {
                     access_key: format!("NEWKEY{}", o.worker_keys.len()),
                     state: KeyState::Confirmed,
-                    grants: vec![(d.bucket.clone(), "read".into())],
+                    grants: vec![(d.bucket.clone(), key_permission(d).into())],
                 });
                 if let WorkerObserved::Deployed { secrets } = &mut o.worker {
                     for n in crate::observe::WORKER_SECRET_NAMES {
@@ -622,7 +633,7 @@ fn worker_key_without_stored_secret_is_replaced() {
 
     // A key with wider grants is not the Worker's key.
     let mut o = converged(&d);
-    o.worker_keys[0].grants = vec![("nix-store".into(), "readwrite".into())];
+    o.worker_keys[0].grants = vec![("nix-store".into(), "fullaccess".into())];
     let changes = plan(&d, &o);
     assert_eq!(only_changes(&changes).len(), 2);
 }
@@ -897,4 +908,47 @@ fn the_seeds_age_rule_is_replaced_and_the_plan_says_why() {
     assert!(plan(&d, &o)
         .iter()
         .any(|c| c.resource == Resource::Lifecycle && c.action == Action::Unchanged));
+}
+
+#[test]
+fn a_worker_that_takes_uploads_gets_a_key_that_may_write() {
+    // Serving needs read alone.
+    let d = in_cloudflare(&["SIGNING_KEY"]);
+    assert_eq!(key_permission(&d), "read");
+    // TOKEN_SECRET in provision's environment: the Worker takes uploads, its key must write.
+    let d = in_cloudflare(&["TOKEN_SECRET"]);
+    assert_eq!(key_permission(&d), "readwrite");
+    let mut o = converged(&d);
+    assert!(
+        only_changes(&plan(&d, &o)).is_empty(),
+        "a readwrite key is the Worker's key"
+    );
+    // A read-only key is replaced by one that may write, and deleted after the hand-over.
+    o.worker_keys[0].grants = vec![("nix-store".into(), "read".into())];
+    let changes = plan(&d, &o);
+    let key = changes
+        .iter()
+        .find(|c| matches!(c.resource, Resource::WorkerKey { .. }))
+        .unwrap();
+    assert_eq!(key.action, Action::Replace);
+    assert!(
+        key.reason.contains("readwrite on nix-store"),
+        "{}",
+        key.reason
+    );
+    // TOKEN_SECRET already among the Worker's secrets (a later apply without it in the
+    // environment) keeps the key that may write.
+    let d = in_cloudflare(&[]);
+    let o = Observed {
+        worker: WorkerObserved::Deployed {
+            secrets: vec!["TOKEN_SECRET".into()],
+        },
+        ..Observed::default()
+    };
+    assert_eq!(worker::worker_key_permission(&d, &o), "readwrite");
+    // Without a view of the Worker's secrets, a key that may write is not taken away.
+    let d = desired();
+    let mut o = converged(&d);
+    o.worker_keys[0].grants = vec![("nix-store".into(), "readwrite".into())];
+    assert!(only_changes(&plan(&d, &o)).is_empty());
 }

@@ -1,7 +1,7 @@
-//! Step 10 of the plan: the Worker's read-only Spaces key and the Worker secrets from
-//! provision's environment, decided from what the APIs show (the key's name records its
-//! state; Cloudflare lists the Worker's secret names, or answers that the script does not
-//! exist yet). Pure, like the rest of [`super`].
+//! Step 10 of the plan: the Worker's Spaces key (read-only, or read-write when the Worker takes
+//! uploads) and the Worker secrets from provision's environment, decided from what the APIs
+//! show (the key's name records its state; Cloudflare lists the Worker's secret names, or
+//! answers that the script does not exist yet). Pure, like the rest of [`super`].
 
 use super::{
     Action, Change, Desired, KeyState, Observed, Resource, SpacesKey, WorkerObserved,
@@ -11,6 +11,23 @@ use super::{
 /// The command that deploys the Worker, then the one that finishes the job.
 pub const DEPLOY_THEN_APPLY: &str =
     "run `npx wrangler deploy`, then `cargo run -p provision -- apply`";
+
+/// What the Worker's key may do on the bucket: `readwrite` when the Worker takes uploads
+/// (`TOKEN_SECRET` is in provision's environment, or already among the Worker's secrets),
+/// else `read`, which is all serving needs.
+pub fn worker_key_permission(desired: &Desired, observed: &Observed) -> &'static str {
+    let uploads = desired
+        .env_worker_secrets
+        .iter()
+        .any(|n| n == "TOKEN_SECRET")
+        || matches!(&observed.worker, WorkerObserved::Deployed { secrets }
+            if secrets.iter().any(|s| s == "TOKEN_SECRET"));
+    if uploads {
+        "readwrite"
+    } else {
+        "read"
+    }
+}
 
 /// Step 10: the Worker's key, and the keys to delete once it is handed over.
 ///
@@ -50,7 +67,14 @@ pub(super) fn worker_key(desired: &Desired, observed: &Observed) -> (Change, Vec
             Vec::new(),
         );
     }
-    let read_only = |k: &SpacesKey| k.grants == [(bucket.clone(), "read".to_owned())];
+    let permission = worker_key_permission(desired, observed);
+    // Without a view of the Worker's secrets, a key that may write is kept as it is: the
+    // Worker may take uploads with a TOKEN_SECRET set by hand.
+    let tolerated = |grant: &str| {
+        grant == permission
+            || (grant == "readwrite" && observed.worker == WorkerObserved::NotManaged)
+    };
+    let granted = |k: &SpacesKey| matches!(k.grants.as_slice(), [(b, grant)] if b == bucket && tolerated(grant));
     let secrets_present = match &observed.worker {
         WorkerObserved::Deployed { secrets } => crate::observe::WORKER_SECRET_NAMES
             .iter()
@@ -63,13 +87,13 @@ pub(super) fn worker_key(desired: &Desired, observed: &Observed) -> (Change, Vec
         .map(|k| k.access_key.clone())
         .collect();
     match observed.worker_keys.as_slice() {
-        [k] if k.state == KeyState::Confirmed && read_only(k) && secrets_present => (
+        [k] if k.state == KeyState::Confirmed && granted(k) && secrets_present => (
             Change::new(
                 Resource::WorkerKey {
                     access_key: Some(k.access_key.clone()),
                 },
                 Action::Unchanged,
-                format!("{name}: read on {bucket}, {where_to}"),
+                format!("{name}: {permission} on {bucket}, {where_to}"),
             ),
             Vec::new(),
         ),
@@ -77,7 +101,7 @@ pub(super) fn worker_key(desired: &Desired, observed: &Observed) -> (Change, Vec
             Change::new(
                 Resource::WorkerKey { access_key: None },
                 Action::Create,
-                format!("{name}: read on {bucket}, {where_to}"),
+                format!("{name}: {permission} on {bucket}, {where_to}"),
             ),
             Vec::new(),
         ),
@@ -94,15 +118,15 @@ pub(super) fn worker_key(desired: &Desired, observed: &Observed) -> (Change, Vec
             } else if !secrets_present {
                 "the Worker's secrets are missing (a secret is shown only once)".to_owned()
             } else {
-                format!("the key's grants are not read on {bucket} alone")
+                format!("the key's grants are not {permission} on {bucket} alone")
             };
             (
                 Change::new(
                     Resource::WorkerKey { access_key: None },
                     Action::Replace,
                     format!(
-                        "{name}: {why}: a new key with read on {bucket}, {where_to}, then the \
-                         others deleted"
+                        "{name}: {why}: a new key with {permission} on {bucket}, {where_to}, \
+                         then the others deleted"
                     ),
                 ),
                 all,

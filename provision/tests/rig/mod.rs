@@ -278,8 +278,18 @@ impl<'m> Rig<'m> {
         );
     }
 
-    /// Exactly one of each resource, as a converged apply leaves it.
+    /// Exactly one of each resource, as a converged apply leaves it; the Worker's key reads.
     pub fn assert_converged(&self) {
+        self.assert_converged_with_key("read");
+    }
+
+    /// [`Rig::assert_converged`] for a Worker that takes uploads (`TOKEN_SECRET` was in
+    /// provision's environment): its key may also write.
+    pub fn assert_converged_taking_uploads(&self) {
+        self.assert_converged_with_key("readwrite");
+    }
+
+    fn assert_converged_with_key(&self, permission: &str) {
         let certs = self.digitalocean.certificates();
         assert_eq!(certs.len(), 1, "DigitalOcean certificates: {certs:#?}");
         assert!(certs[0]["name"]
@@ -308,7 +318,7 @@ impl<'m> Rig<'m> {
         );
         assert_eq!(
             keys[0]["grants"],
-            serde_json::json!([{"bucket": self.bucket, "permission": "read"}])
+            serde_json::json!([{"bucket": self.bucket, "permission": permission}])
         );
         match &self.account {
             Some(account) => {
