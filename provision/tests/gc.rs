@@ -6,7 +6,6 @@
 
 use std::fs;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,14 +30,6 @@ fn tool(name: &str) -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `s3s-fs` on 127.0.0.1, killed by process id when dropped.
 struct S3sFs {
     child: Child,
@@ -46,26 +37,41 @@ struct S3sFs {
 }
 
 impl S3sFs {
+    /// On a port of its own choosing (`--port 0`), read from what it prints, so no other
+    /// server can take the port first.
     fn start(root: &Path, secret: &str) -> S3sFs {
-        let port = free_port();
-        let child = Command::new(tool("s3s-fs"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        let mut child = Command::new(tool("s3s-fs"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
             .args(["--access-key", ACCESS_KEY, "--secret-key", secret])
             .arg(root)
+            .env("RUST_LOG", "s3s_fs=info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start s3s-fs (scripts/install.sh installs it)");
-        let mut server = S3sFs { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                server.child.try_wait().unwrap().is_none(),
-                "s3s-fs exited before listening"
-            );
-            assert!(Instant::now() < deadline, "s3s-fs did not listen in 30 s");
-            std::thread::yield_now();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("server is running at http://").nth(1) {
+                    let port = rest
+                        .split_whitespace()
+                        .next()
+                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                        .map(|a| a.port());
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let mut server = S3sFs { child, port: 0 };
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(port)) => server.port = port,
+            _ => panic!("s3s-fs did not say where it listens within 30 s"),
         }
         server
     }

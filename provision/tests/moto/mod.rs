@@ -115,6 +115,52 @@ fn moto_iam(url: &str, params: &[(&str, &str)]) -> String {
         .unwrap()
 }
 
+/// `moto_server` on a free port, once it says it listens there. The port was free a moment
+/// before; should another server take it first, moto exits and another port is tried, so no
+/// request of these tests ever reaches a server that is not this moto.
+fn spawn_listening_moto() -> Moto {
+    for _ in 0..5 {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("start moto_server");
+        let mut moto = Moto {
+            child,
+            port,
+            log,
+            key_id: String::new(),
+            secret: String::new(),
+            _dir: dir,
+        };
+        let listening = format!("Running on http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(_)) = moto.child.try_wait() {
+                break; // the port was taken meanwhile: try another
+            }
+            let said = std::fs::read_to_string(&moto.log).unwrap_or_default();
+            if said.contains(&listening) && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return moto;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("moto_server could not listen on any of 5 free ports")
+}
+
 fn xml_value(xml: &str, name: &str) -> String {
     let open = format!("<{name}>");
     let start = xml.find(&open).unwrap() + open.len();
@@ -124,38 +170,7 @@ fn xml_value(xml: &str, name: &str) -> String {
 
 /// moto in auth mode, with an IAM user allowed `s3:*` and its key.
 pub fn start_moto() -> Moto {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("moto.log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(moto_binary())
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("start moto_server");
-    let mut moto = Moto {
-        child,
-        port,
-        log,
-        key_id: String::new(),
-        secret: String::new(),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = moto.child.try_wait() {
-            panic!("moto_server exited ({status})");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut moto = spawn_listening_moto();
     let url = moto.url();
     let user = "provision";
     moto_iam(&url, &[("Action", "CreateUser"), ("UserName", user)]);
