@@ -22,6 +22,7 @@ mod error;
 mod isolate;
 mod js;
 mod origin;
+mod segments;
 
 use std::rc::Rc;
 use std::sync::Once;
@@ -123,15 +124,18 @@ pub(crate) struct Incoming {
     pub route: Route,
     pub head: bool,
     pub range: Option<String>,
-    /// The Worker's `host[:port]` and scheme, as the client addressed it.
+    /// `If-None-Match` and `If-Modified-Since`, for a 304 from the edge.
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    /// The Worker's `host[:port]`, as the client addressed it.
     pub host: String,
-    pub scheme: String,
 }
 
 impl Incoming {
-    /// The edge cache key: the Worker's own URL for the route, without any query.
+    /// The edge cache key: the Worker's own URL for the route, without any query, and always
+    /// `https`, so that a client asking over `http` shares the one entry per object.
     pub fn cache_key(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.host, self.route.path())
+        format!("https://{}{}", self.host, self.route.path())
     }
 }
 
@@ -161,16 +165,15 @@ fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
             Ok(Begun::Answered(landing_page(head, &config.ttls, page)?))
         }
         route => {
-            let range = req
-                .headers()
-                .get("range")
-                .map_err(js::failed("Headers.get"))?;
+            let headers = req.headers();
+            let get = |name| headers.get(name).map_err(js::failed("Headers.get"));
             let incoming = Incoming {
                 route,
                 head,
-                range,
+                range: get("range")?,
+                if_none_match: get("if-none-match")?,
+                if_modified_since: get("if-modified-since")?,
                 host: parts.host.to_string(),
-                scheme: parts.scheme.to_string(),
             };
             Ok(Begun::Object(incoming, isolate))
         }
