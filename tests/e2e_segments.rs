@@ -496,43 +496,20 @@ fn a_connection_dropped_mid_segment_fails_the_transfer_and_stores_nothing_partia
     origin.state.lock().unwrap().cut = None;
 
     checks.check(
-        "next: segment 0 from the edge; the cut segment 1 is never served whole-looking, and \
-         the object is served whole from the origin's bytes within a few requests",
+        "next time: segment 0 from the edge, segment 1 asked again (what the Cache API kept \
+         of it is seen short and dropped), the whole NAR served",
         || {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            let mut asked = Vec::new();
-            loop {
-                let before = origin.count();
-                let r = get_raw(worker.port, &target, &[], None, || {});
-                assert_eq!(r.status, 200);
-                assert_eq!(r.header("x-cache"), Some("HIT"));
-                asked.extend(ranges_asked(&origin.requests()[before..]));
-                if r.complete {
-                    assert!(r.body == *nar.bytes, "a complete body with the wrong bytes");
-                    break;
-                }
-                // A segment stored short by the runtime is caught while it is read, and
-                // dropped: the answer fails, it never looks whole.
-                assert!(
-                    worker.wait_for_log(
-                        "segment=1&size=1048576&etag=%22abc%22: it failed",
-                        1,
-                        Duration::from_secs(10)
-                    ),
-                    "a failed answer without the short segment being dropped"
-                );
-                assert!(std::time::Instant::now() < deadline, "never served whole");
-            }
-            // Segment 0 always came from the edge; 1 to 3 from the origin.
-            let segment0 = format!("GET {}", segment_range(0, MIB, len as u64));
-            assert!(
-                !asked.contains(&segment0),
-                "segment 0 asked again: {asked:?}"
-            );
-            for i in 1..4 {
-                let range = format!("GET {}", segment_range(i, MIB, len as u64));
-                assert!(asked.contains(&range), "segment {i} not asked: {asked:?}");
-            }
+            let before = origin.count();
+            let r = get_raw(worker.port, &target, &[], None, || {});
+            assert_eq!(r.status, 200);
+            assert!(r.complete, "{} of {} bytes", r.body.len(), nar.bytes.len());
+            assert!(r.body == *nar.bytes);
+            assert_eq!(r.header("x-cache"), Some("HIT"));
+            let asked = ranges_asked(&origin.requests()[before..]);
+            let want: Vec<String> = (1..4)
+                .map(|i| format!("GET {}", segment_range(i, MIB, len as u64)))
+                .collect();
+            assert_eq!(asked, want);
         },
     );
 

@@ -112,6 +112,8 @@ impl EdgeCache {
                 return None;
             }
         };
+        let mut cache = Some(self.clone());
+        let later: JsContext = js_sys::Object::clone(ctx).unchecked_into();
         let done = js::settled(&put, move |result| {
             match result {
                 Ok(_) => {
@@ -122,6 +124,11 @@ impl EdgeCache {
                 Err(err) => {
                     let err = worker::Error::from(err);
                     console_warn!("edge cache: storing {key} failed: {err}");
+                    // A store that failed leaves nothing behind (Miniflare's Cache API keeps
+                    // what arrived of a body that failed, and then rejects the store).
+                    if let Some(cache) = cache.take() {
+                        cache.forget(&later, &key, "its store failed");
+                    }
                 }
             }
             JsValue::UNDEFINED
@@ -697,7 +704,7 @@ fn not_modified(stored: &Headers) -> Result<Response, EdgeError> {
 }
 
 /// The request the cache is asked with for a Range: GET with the client's Range.
-fn ranged(cache_key: &str, range: &str) -> Result<JsValue, EdgeError> {
+pub(crate) fn ranged(cache_key: &str, range: &str) -> Result<JsValue, EdgeError> {
     let headers = Headers::new().map_err(js::failed("new Headers"))?;
     js::set(&headers, "range", range)?;
     let init = RequestInit::new();

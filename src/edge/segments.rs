@@ -34,9 +34,9 @@ use worker::{console_error, console_log, console_warn};
 
 use crate::nix::ObjectKind;
 use crate::policy;
-use crate::segments::{segment_key, Layout, Piece, Version};
+use crate::segments::{segment_key, ContentRange, Layout, Piece, Version};
 
-use super::cache::{cancel, response_init, wait_until, EdgeCache};
+use super::cache::{cancel, ranged, response_init, wait_until, EdgeCache};
 use super::isolate::Isolate;
 use super::{js, origin, EdgeError};
 
@@ -151,7 +151,7 @@ impl Stream {
                     ahead = self.fetch(next.index).ok();
                 }
             }
-            if let Err(reason) = deliver(body, piece, matches!(from, Came::Edge), &writable).await {
+            if let Err(reason) = deliver(body, piece, &writable).await {
                 self.drop_segment(piece.index, from, &reason);
                 return self.fail(&writable, &reason).await;
             }
@@ -165,8 +165,7 @@ impl Stream {
         }
     }
 
-    /// A segment that failed on its way to the client is not kept: one read from the edge is
-    /// dropped (one from the origin was never stored unless it arrived whole).
+    /// A segment that failed on its way to the client is not kept.
     fn drop_segment(&self, index: u64, from: Came, reason: &str) {
         let Some(cache) = self.cache.clone() else {
             return;
@@ -176,7 +175,9 @@ impl Stream {
         match from {
             Came::Edge => cache.forget(&self.ctx, &key, &why),
             // Gathered whole before it is stored: a segment that failed is never stored.
-            Came::Origin => {}
+            // Its store fails (its copy is not the segment's length); drop whatever the Cache
+            // API may have kept of it.
+            Came::Origin => cache.forget(&self.ctx, &key, &why),
         }
     }
 
@@ -219,7 +220,12 @@ impl Stream {
     async fn stored_segment(&self, index: u64) -> Option<ReadableStream> {
         let cache = self.cache.as_ref()?;
         let key = self.segment_key(index);
-        let asked = cache.find(&JsValue::from_str(&key), &key)?;
+        // Asked as a Range of the whole segment, so the Cache API's `Content-Range` says how
+        // many bytes it really holds: a segment stored short (Miniflare keeps what arrived of
+        // a store whose body failed) is seen before any of it is sent.
+        let whole = self.layout.segment(index);
+        let request = ranged(&key, &format!("bytes=0-{}", whole.len() - 1)).ok()?;
+        let asked = cache.find(&request, &key)?;
         let found = match JsFuture::from(asked).await {
             Ok(found) if found.is_object() => found.unchecked_into::<Response>(),
             Ok(_) => return None,
@@ -231,17 +237,28 @@ impl Stream {
         };
         let headers = found.headers();
         let etag = headers.get("etag").ok().flatten();
-        let length = headers
-            .get("content-length")
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse().ok());
+        let length = match found.status() {
+            206 => headers
+                .get("content-range")
+                .ok()
+                .flatten()
+                .as_deref()
+                .and_then(ContentRange::parse)
+                .and_then(|range| range.total),
+            200 => headers
+                .get("content-length")
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse().ok()),
+            _ => None,
+        };
         if let Err(mismatch) =
             self.version
                 .check_stored_segment(&self.layout, index, etag.as_deref(), length)
         {
             console_warn!("edge cache: {key} not used: {mismatch}");
             cancel(found.body());
+            cache.forget(&self.ctx, &key, &mismatch.to_string());
             return None;
         }
         found.body()
@@ -360,17 +377,15 @@ impl Stream {
 }
 
 /// Writes the wanted bytes of one segment's `body` to the client's `writable`: a whole segment
-/// from the origin is piped by the runtime (a body shorter than its `Content-Length` errors);
-/// part of one, or one from the edge, is cut from its chunks and counted (without copying them
-/// into Wasm), so a stored segment that does not read back whole is caught where it is.
+/// is piped by the runtime; part of one is cut from its chunks (without copying them into Wasm)
+/// and counted.
 async fn deliver(
     body: ReadableStream,
     piece: &Piece,
-    counted: bool,
     writable: &WritableStream,
 ) -> Result<(), String> {
     let index = piece.index;
-    if piece.whole() && !counted {
+    if piece.whole() {
         let options = StreamPipeOptions::new();
         options.set_prevent_close(true);
         return JsFuture::from(body.pipe_to_with_options(writable, &options))
