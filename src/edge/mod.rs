@@ -18,6 +18,7 @@
 //! Steps 1 to 4 finish within the call from the runtime; step 5 returns a promise.
 
 mod cache;
+mod entries;
 mod error;
 mod isolate;
 mod js;

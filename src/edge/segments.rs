@@ -36,7 +36,8 @@ use crate::nix::ObjectKind;
 use crate::policy;
 use crate::segments::{segment_key, ContentRange, Layout, Piece, Version};
 
-use super::cache::{cancel, ranged, response_init, wait_until, EdgeCache};
+use super::cache::{cancel, ranged, response_init};
+use super::entries::{wait_until, EdgeCache};
 use super::isolate::Isolate;
 use super::{js, origin, EdgeError};
 
