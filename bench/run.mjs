@@ -25,6 +25,9 @@
 // BENCH_H2H_ROUNDS (5; rounds of the head-to-head run, 0 to leave it out),
 // BENCH_NAR_MIB ("64,256"), BENCH_WORKERS ("rust,js"), BENCH_PATHS (the req/s paths by id;
 // all when unset), BENCH_JSON (write results there),
+// BENCH_SECTIONS ("rps,nar,segments": which parts run), BENCH_BIG_MIB (1024: the segmented
+// NAR), BENCH_SEGMENT_MIB (32: SEGMENT_BYTES for it), BENCH_SLOW_MIB (256: the NAR a client
+// reads at 2 MB/s, cold),
 // BENCH_NODE_MODULES (where miniflare, esbuild and aws4fetch are; default ./node_modules),
 // S3S_FS (the s3s-fs binary), WRK (the wrk binary), BENCH_KEEP (keep the scratch folders).
 //
@@ -33,7 +36,7 @@
 // them as arguments, so other local users could see them in `ps` while it runs).
 
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { gzipSync } from "node:zlib";
 import fs from "node:fs";
@@ -69,6 +72,10 @@ const settings = {
   s3sFs: process.env.S3S_FS ?? path.join(os.homedir(), ".cargo/bin/s3s-fs"),
   wrk: process.env.WRK ?? "/usr/bin/wrk",
   json: process.env.BENCH_JSON ?? "",
+  sections: (process.env.BENCH_SECTIONS ?? "rps,nar,segments").split(",").filter(Boolean),
+  bigMiB: intEnv("BENCH_BIG_MIB", 1024),
+  segmentMiB: intEnv("BENCH_SEGMENT_MIB", 32),
+  slowMiB: intEnv("BENCH_SLOW_MIB", 256),
 };
 
 /** With BENCH_PIN: the CPU every workerd runs on, and the CPUs of everything else. */
@@ -364,7 +371,7 @@ function statusKiB(pid, field) {
   return m ? Number(m[1]) : 0;
 }
 
-async function startWorker(name, jsBundle, origin, creds) {
+async function startWorker(name, jsBundle, origin, creds, extraBindings = {}) {
   const { Miniflare, Log, LogLevel } = nodeRequire("miniflare");
   const before = new Set(workerdPids());
   const logFile = path.join(scratch, `workerd-${name}.log`);
@@ -393,6 +400,7 @@ async function startWorker(name, jsBundle, origin, creds) {
       STORE_DIR: "/nix/store",
       WANT_MASS_QUERY: "1",
       PRIORITY: "40",
+      ...extraBindings,
     },
   });
   miniflares.add(mf);
@@ -407,6 +415,7 @@ async function startWorker(name, jsBundle, origin, creds) {
     url,
     pids,
     cacheDir,
+    logText: () => fs.readFileSync(logFile, "utf8"),
     cpuTicks: () => pids.reduce((sum, pid) => sum + cpuTicks(pid), 0),
     hwmKiB: () => pids.reduce((sum, pid) => sum + statusKiB(pid, "VmHWM"), 0),
     rssKiB: () => pids.reduce((sum, pid) => sum + statusKiB(pid, "VmRSS"), 0),
@@ -645,8 +654,13 @@ async function narStreaming(origin, creds, jsBundle) {
           const c = await curlSpeed(url, { expectXCache: "MISS" });
           expect(c.status === 200 && c.bytes === nar.bytes, `${name}: cold ${nar.mib} MiB NAR is whole (${c.status}, ${c.bytes} bytes)`);
           cold.push(c.mbps);
-          // The edge stores the copy in the background; let it finish before the next run.
+          // The edge stores the copy in the background; let it finish before the next run (for
+          // the Rust Worker, every segment of a NAR over its default SEGMENT_BYTES, 32 MiB).
           if (!(await waitForHit(url, 120))) log(`${name}: the ${nar.mib} MiB NAR was not stored in the edge cache within 120 s`);
+          const segments = Math.ceil(nar.bytes / (32 * 1024 * 1024));
+          if (name === "rust" && segments > 1 && !(await waitForSegments(worker, key, segments, 120))) {
+            log(`rust: the ${segments} segments of the ${nar.mib} MiB NAR were not all stored within 120 s`);
+          }
         }
         const url = `${worker.url}/${nar.key}`;
         const cached = [];
@@ -676,6 +690,170 @@ async function narStreaming(origin, creds, jsBundle) {
     rows.push(row);
   }
   return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Big NARs in segments (the Rust Worker only: the JavaScript twin does not segment).
+
+/**
+ * A NAR of `mib` MiB under `count` keys (hard links), with the ETag sidecar s3s-fs keeps for
+ * an object uploaded through S3 (else it hashes the whole file on every ranged GET).
+ */
+function seedBig(dir, mib, count) {
+  const bucket = path.join(dir, BUCKET);
+  const keys = Array.from({ length: count }, () => `nar/${nixHash(52)}.nar`);
+  writeRandomFile(path.join(bucket, keys[0]), mib);
+  const md5 = createHash("md5");
+  const fd = fs.openSync(path.join(bucket, keys[0]), "r");
+  const buf = Buffer.alloc(1 << 20);
+  for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) md5.update(buf.subarray(0, n));
+  fs.closeSync(fd);
+  const etag = md5.digest("hex");
+  const b64 = (s) => Buffer.from(s).toString("base64url");
+  for (const [i, key] of keys.entries()) {
+    if (i > 0) fs.linkSync(path.join(bucket, keys[0]), path.join(bucket, key));
+    fs.writeFileSync(path.join(dir, `.bucket-${b64(BUCKET)}.object-${b64(key)}.internal.json`), JSON.stringify({ e_tag: etag }));
+  }
+  return { mib, bytes: mib * 1024 * 1024, keys };
+}
+
+/** A TCP proxy in front of the origin that counts the bytes the origin sends. */
+async function countingProxy(upstreamPort) {
+  const counter = { bytes: 0, connections: 0 };
+  const server = net.createServer((client) => {
+    counter.connections++;
+    const upstream = net.connect(upstreamPort, "127.0.0.1");
+    upstream.on("data", (d) => {
+      counter.bytes += d.length;
+    });
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end);
+    upstream.on("error", end);
+    client.on("close", end);
+    upstream.on("close", end);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { port: server.address().port, counter, close: () => server.close() };
+}
+
+/** Waits until the Worker's log says `count` segments of `key` are stored. */
+async function waitForSegments(worker, key, count, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    const stored = worker.logText().split("\n").filter((l) => l.includes("stored segment") && l.includes(key)).length;
+    if (stored >= count) return true;
+    await sleep(200);
+  }
+  return false;
+}
+
+/** curl with a rate limit and a Range, sampling workerd's resident memory meanwhile. */
+async function curlSampled(url, worker, { rate, range } = {}) {
+  const args = ["-sS", "-o", "/dev/null", "-w", "CURL %{http_code} %{size_download} %{time_total} %{time_starttransfer}"];
+  if (rate) args.push("--limit-rate", rate);
+  if (range) args.push("-H", `Range: ${range}`);
+  args.push(url);
+  let peakKiB = worker.rssKiB();
+  const timer = setInterval(() => {
+    peakKiB = Math.max(peakKiB, worker.rssKiB());
+  }, 100);
+  try {
+    const out = await run("curl", args, { seconds: 900 });
+    const m = /CURL (\d+) (\d+) ([\d.]+) ([\d.]+)/.exec(out);
+    if (!m) throw new Error(`curl printed no summary for ${url}`);
+    return { status: Number(m[1]), bytes: Number(m[2]), seconds: Number(m[3]), ttfb_ms: Number(m[4]) * 1000, mbps: Number(m[2]) / Number(m[3]) / 1e6, peak_rss_mib: peakKiB / 1024 };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function segmentedFigures(creds) {
+  const dir = path.join(scratch, "s3-big");
+  fs.mkdirSync(path.join(dir, BUCKET, "nar"), { recursive: true });
+  const big = seedBig(dir, settings.bigMiB, COLD_FETCHES + 1);
+  const slow = seedBig(dir, settings.slowMiB, 2);
+  const port = await freePort();
+  const child = start(settings.s3sFs, ["--host", "127.0.0.1", "--port", String(port), `--access-key=${creds.accessKeyId}`, `--secret-key=${creds.secretAccessKey}`, dir], path.join(scratch, "s3s-fs-big.log"), { ...process.env, RUST_LOG: "warn" });
+  const proxy = { close() {} };
+  try {
+    await waitForPort(port, child, 20);
+    if (settings.pin) await run("/usr/bin/taskset", ["-a", "-p", "-c", LOAD_CPUS, String(child.pid)], { seconds: 10 });
+    Object.assign(proxy, await countingProxy(port));
+    const origin = { endpoint: `http://127.0.0.1:${proxy.port}` };
+    const segmentBytes = settings.segmentMiB * 1024 * 1024;
+    const segments = Math.ceil(big.bytes / segmentBytes);
+    const result = { nar_mib: big.mib, segment_mib: settings.segmentMiB, segments };
+
+    // 1. A 1 GiB NAR, cold (each key once, taking turns with a direct fetch) and warm.
+    const worker = await startWorker("rust", null, origin, creds, { SEGMENT_BYTES: String(segmentBytes) });
+    try {
+      result.idle_rss_mib = worker.rssKiB() / 1024;
+      const direct = [];
+      const cold = [];
+      for (const key of big.keys.slice(0, COLD_FETCHES)) {
+        const d = await curlSpeed(`http://127.0.0.1:${port}/${BUCKET}/${key}`, { signed: true, creds });
+        expect(d.status === 200 && d.bytes === big.bytes, `direct fetch of the ${big.mib} MiB NAR is whole (${d.status}, ${d.bytes})`);
+        direct.push(d.mbps);
+        const c = await curlSpeed(`${worker.url}/${key}`, { expectXCache: "MISS" });
+        expect(c.status === 200 && c.bytes === big.bytes, `cold ${big.mib} MiB NAR is whole (${c.status}, ${c.bytes})`);
+        cold.push(c.mbps);
+        expect(await waitForSegments(worker, key, segments, 300), `all ${segments} segments of ${key} stored`);
+      }
+      const before = proxy.counter.bytes;
+      const warm = [];
+      for (let i = 0; i < COLD_FETCHES; i++) {
+        const r = await curlSpeed(`${worker.url}/${big.keys[0]}`, { expectXCache: "HIT" });
+        expect(r.status === 200 && r.bytes === big.bytes, `warm ${big.mib} MiB NAR is whole`);
+        warm.push(r.mbps);
+      }
+      expect(proxy.counter.bytes === before, "warm reads reached the origin");
+      Object.assign(result, {
+        direct_mbps: median(direct),
+        cold_mbps: median(cold),
+        warm_mbps: median(warm),
+        direct_runs_mbps: direct,
+        cold_runs_mbps: cold,
+        warm_runs_mbps: warm,
+        peak_rss_mib: worker.hwmKiB() / 1024,
+      });
+
+      // 2. A 1 MiB Range in the middle of a cold NAR: bytes from the origin, time to first byte.
+      const key = big.keys[COLD_FETCHES];
+      const first = Math.floor(big.bytes / 2) - 512 * 1024;
+      const sent = proxy.counter.bytes;
+      const r = await curlSampled(`${worker.url}/${key}`, worker, { range: `bytes=${first}-${first + (1 << 20) - 1}` });
+      expect(r.status === 206 && r.bytes === 1 << 20, `the cold Range is a 206 of 1 MiB (${r.status}, ${r.bytes})`);
+      // The segment is stored in the background: count once it is.
+      await waitForSegments(worker, key, 1, 60);
+      Object.assign(result, { range_origin_bytes: proxy.counter.bytes - sent, range_ttfb_ms: r.ttfb_ms, range_total_ms: r.seconds * 1000 });
+    } finally {
+      await worker.stop();
+    }
+
+    // 3. A client reading a cold NAR at 2 MB/s, against one at full speed: workerd's memory.
+    for (const [label, key, rate] of [["full", slow.keys[0], null], ["2 MB/s", slow.keys[1], "2000000"]]) {
+      const w = await startWorker("rust", null, origin, creds, { SEGMENT_BYTES: String(segmentBytes) });
+      try {
+        const idle = w.rssKiB() / 1024;
+        const r = await curlSampled(`${w.url}/${key}`, w, { rate });
+        expect(r.status === 200 && r.bytes === slow.bytes, `${label}: the ${slow.mib} MiB NAR is whole (${r.status}, ${r.bytes})`);
+        result[label === "full" ? "full_speed" : "slow_client"] = { nar_mib: slow.mib, mbps: r.mbps, idle_rss_mib: idle, peak_rss_mib: w.hwmKiB() / 1024 };
+        log(`segments: ${slow.mib} MiB cold at ${label}: ${r.mbps.toFixed(1)} MB/s, workerd idle ${idle.toFixed(0)} MiB, peak ${(w.hwmKiB() / 1024).toFixed(0)} MiB`);
+      } finally {
+        await w.stop();
+      }
+    }
+    log(`segments: ${big.mib} MiB NAR: direct ${result.direct_mbps.toFixed(0)} MB/s, cold ${result.cold_mbps.toFixed(0)}, warm ${result.warm_mbps.toFixed(0)}; 1 MiB Range: ${result.range_origin_bytes} origin bytes, TTFB ${result.range_ttfb_ms.toFixed(0)} ms`);
+    return result;
+  } finally {
+    proxy.close();
+    stop(child);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -749,6 +927,23 @@ function printReport(results) {
     }
   }
   }
+  const seg = results.segments;
+  if (seg) {
+    out();
+    out(`## Big NAR in segments (the Rust Worker; SEGMENT_BYTES = ${seg.segment_mib} MiB; curl to /dev/null; MB = 10^6 bytes)`);
+    out();
+    out("| figure | result |");
+    out("|---|---:|");
+    out(`| ${seg.nar_mib} MiB NAR straight from s3s-fs, MB/s | ${fmt(seg.direct_mbps)} |`);
+    out(`| through the Worker, cold (${seg.segments} ranged GETs), MB/s | ${fmt(seg.cold_mbps)} (${fmt(seg.cold_mbps / seg.direct_mbps, 2)} of direct) |`);
+    out(`| through the Worker, warm (from the edge's segments), MB/s | ${fmt(seg.warm_mbps)} (${fmt(seg.warm_mbps / seg.direct_mbps, 2)} of direct) |`);
+    out(`| workerd memory, idle / peak over those reads, MiB | ${fmt(seg.idle_rss_mib)} / ${fmt(seg.peak_rss_mib)} |`);
+    out(`| 1 MiB Range in the middle of a cold ${seg.nar_mib} MiB NAR: bytes read from the origin | ${seg.range_origin_bytes} (one segment: ${seg.segment_mib * 1024 * 1024}) |`);
+    out(`| that Range: time to first byte / whole answer, ms | ${fmt(seg.range_ttfb_ms)} / ${fmt(seg.range_total_ms)} |`);
+    for (const [label, r] of [["full speed", seg.full_speed], ["2 MB/s", seg.slow_client]]) {
+      if (r) out(`| ${r.nar_mib} MiB NAR cold, client at ${label} (${fmt(r.mbps, 1)} MB/s): workerd idle / peak MiB | ${fmt(r.idle_rss_mib)} / ${fmt(r.peak_rss_mib)} |`);
+    }
+  }
   out();
   out(`Load average (1, 5, 15 min) before: ${results.loadavgBefore.map((x) => x.toFixed(2)).join(", ")}; after: ${results.loadavgAfter.map((x) => x.toFixed(2)).join(", ")}`);
   if (results.jsBundleGzipBytes) {
@@ -799,12 +994,15 @@ async function main() {
       const info = await probe(`${worker.url}/nix-cache-info`);
       expect(info.status === 200 && info.body.includes("StoreDir: /nix/store"), `${name}: /nix-cache-info is 200 (${info.status})`);
     }
-    results.rps = await requestsPerSecond(workers, floors, origin);
-    results.headToHead = await headToHead(workers, origin);
+    if (settings.sections.includes("rps")) {
+      results.rps = await requestsPerSecond(workers, floors, origin);
+      results.headToHead = await headToHead(workers, origin);
+    }
   } finally {
     for (const worker of [...workers, ...floors]) await worker.stop();
   }
-  results.nar = await narStreaming(origin, creds, jsBundle);
+  if (settings.sections.includes("nar")) results.nar = await narStreaming(origin, creds, jsBundle);
+  if (settings.sections.includes("segments")) results.segments = await segmentedFigures(creds);
   results.finishedAt = new Date().toISOString();
   results.loadavgAfter = os.loadavg();
 

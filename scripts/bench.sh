@@ -9,11 +9,15 @@
 #      at a time, then the two at once on the same CPU ("head to head");
 #   3. NAR streaming in MB/s, straight from s3s-fs and through each Worker (cold and cached),
 #      with the peak memory of the workerd process, for each NAR size.
+#   4. a big NAR in segments (the Rust Worker, SEGMENT_BYTES = BENCH_SEGMENT_MIB): cold and
+#      warm MB/s against direct, the origin bytes and time to first byte of a cold 1 MiB Range,
+#      and workerd's memory while a client reads at 2 MB/s against full speed.
 #
 # Everything listens on 127.0.0.1 on free ports, and every process started is stopped by pid.
 # Settings are environment variables, read by bench/run.mjs (BENCH_DURATION, BENCH_WARMUP,
 # BENCH_FIRST_WARMUP, BENCH_THREADS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_H2H_ROUNDS,
-# BENCH_PATHS, BENCH_PIN, BENCH_NAR_MIB, BENCH_WORKERS, BENCH_FLOOR); BENCH_JSON names a file to
+# BENCH_PATHS, BENCH_PIN, BENCH_NAR_MIB, BENCH_WORKERS, BENCH_FLOOR, BENCH_SECTIONS, BENCH_BIG_MIB,
+# BENCH_SEGMENT_MIB, BENCH_SLOW_MIB); BENCH_JSON names a file to
 # keep the raw results in. BENCHMARKS.md has the figures and the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."

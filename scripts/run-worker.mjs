@@ -4,12 +4,17 @@
 // `caches.default` (in memory, new for every run) and lets it fetch loopback origins such as a
 // local s3s-fs.
 //
-//   node scripts/run-worker.mjs [--port N] [--bindings FILE] [--script PATH] [--exit-on-stdin-close]
+//   node scripts/run-worker.mjs [--port N] [--bindings FILE] [--script PATH] [--failing-cache]
+//                               [--exit-on-stdin-close]
 //
 //   --port N                 port on 127.0.0.1 (default 8787; 0 picks a free one)
-//   --bindings FILE          a JSON object of string bindings, e.g. {"SPACES_BUCKET": "nix-cache"};
-//                            keep it mode 0600 when it holds the secrets
+//   --bindings FILE          a JSON object of bindings, e.g. {"SPACES_BUCKET": "nix-cache",
+//                            "PRIORITY": 10, "WANT_MASS_QUERY": true}: strings, numbers and
+//                            booleans, as wrangler.toml's [vars] give them; keep it mode 0600
+//                            when it holds the secrets
 //   --script PATH            the Worker's entry module (default build/index.js)
+//   --failing-cache          replace caches.default with one whose every call fails (lookups
+//                            reject, stores throw), to show the Worker answers from the origin
 //   --exit-on-stdin-close    stop when standard input closes (for a parent that may die)
 //
 // Bindings also come from the environment under their own names (see BINDINGS below); the
@@ -37,11 +42,11 @@ const BINDINGS = [
   "NAR_TTL",
   "NARINFO_TTL",
   "NEGATIVE_TTL",
-  "CACHE_MAX_OBJECT_BYTES",
   "TOKEN_SECRET",
   "SIGNING_KEY",
   "PRIVATE",
   "MAX_UPLOAD_BYTES",
+  "SEGMENT_BYTES",
 ];
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -52,7 +57,7 @@ function fail(message) {
 }
 
 function parseArgs(argv) {
-  const opts = { port: 8787, bindings: null, script: path.join(root, "build/index.js"), exitOnStdinClose: false };
+  const opts = { port: 8787, bindings: null, script: path.join(root, "build/index.js"), exitOnStdinClose: false, failingCache: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -75,9 +80,12 @@ function parseArgs(argv) {
       case "--exit-on-stdin-close":
         opts.exitOnStdinClose = true;
         break;
+      case "--failing-cache":
+        opts.failingCache = true;
+        break;
       case "-h":
       case "--help":
-        process.stdout.write(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 19).join("\n") + "\n");
+        process.stdout.write(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 25).join("\n") + "\n");
         process.exit(0);
       default:
         fail(`unknown argument ${arg} (bindings go in the environment or --bindings FILE)`);
@@ -100,7 +108,9 @@ function readBindings(file) {
     }
     if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) fail(`${file} must hold a JSON object`);
     for (const [name, value] of Object.entries(parsed)) {
-      if (typeof value !== "string") fail(`binding ${name} in ${file} must be a string`);
+      if (!["string", "number", "boolean"].includes(typeof value)) {
+        fail(`binding ${name} in ${file} must be a string, a number or a boolean`);
+      }
       bindings[name] = value;
     }
   }
@@ -117,12 +127,33 @@ function compatibility() {
   return { compatibilityDate: date, compatibilityFlags: flags };
 }
 
+// An entry module that wraps the Worker's and gives it a `caches.default` whose every call
+// fails: lookups reject, stores and deletes throw.
+function failingCacheEntry(script) {
+  const entry = path.join(path.dirname(script), "failing-cache-entry.mjs");
+  const code = `import worker from "./${path.basename(script)}";
+const refuse = (call) => { throw new Error(\`injected edge cache failure: \${call}\`); };
+const failing = {
+  match: async () => refuse("match"),
+  put: () => refuse("put"),
+  delete: () => refuse("delete"),
+};
+Object.defineProperty(globalThis, "caches", {
+  value: { default: failing, open: async () => failing },
+  configurable: true,
+});
+export default worker;
+`;
+  return { script: code, scriptPath: entry };
+}
+
 const opts = parseArgs(process.argv.slice(2));
+const entry = opts.failingCache ? failingCacheEntry(opts.script) : { scriptPath: opts.script };
 const mf = new Miniflare({
   host: "127.0.0.1",
   port: opts.port,
   modules: true,
-  scriptPath: opts.script,
+  ...entry,
   modulesRoot: path.dirname(opts.script),
   // The rules wrangler applies to a workers-rs build: JS as ES modules, .wasm compiled.
   modulesRules: [

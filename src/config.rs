@@ -2,12 +2,17 @@
 //!
 //! The names are fixed by the design (see [`names`]). [`Config::from_lookup`] takes a function
 //! that returns a binding's value, so the same code reads `Env` in the Worker and a table in
-//! tests. An empty (or all-whitespace) value counts as missing. Errors name the binding and the
-//! problem, never the value: a misplaced secret cannot end up in a log or a 500 body.
+//! tests. A value keeps the kind it arrived as ([`Binding`]): `wrangler.toml` writes
+//! `PRIORITY = 10` as a number and `WANT_MASS_QUERY = true` as a boolean, and they are read as
+//! such; a value of a kind the binding cannot take (`PRIORITY = true`, `SPACES_BUCKET = 5`) is
+//! an error naming it, never a silent default. An empty (or all-whitespace) text counts as
+//! missing. Errors name the binding and the problem, never the value: a misplaced secret cannot
+//! end up in a log or a 500 body.
 
 use crate::narinfo::SigningKey;
 use crate::nix::CacheInfo;
-use crate::policy::{Ttls, EDGE_OBJECT_LIMIT};
+use crate::policy::Ttls;
+use crate::segments::DEFAULT_SEGMENT_BYTES;
 use crate::sigv4::Credentials;
 use crate::token::TokenSecret;
 
@@ -40,8 +45,6 @@ pub mod names {
     pub const NEGATIVE_TTL: &str = "NEGATIVE_TTL";
     /// Optional: space-separated `name:base64` public keys, shown on the landing page.
     pub const PUBLIC_KEYS: &str = "PUBLIC_KEYS";
-    /// Optional: largest object the edge stores, in bytes; default 512 MiB.
-    pub const CACHE_MAX_OBJECT_BYTES: &str = "CACHE_MAX_OBJECT_BYTES";
     /// Optional secret: the HMAC key of access tokens (JWT, HS256). Unset: read-only, public.
     pub const TOKEN_SECRET: &str = "TOKEN_SECRET";
     /// Optional secret: a Nix secret key (`name:base64`); uploaded narinfos get its `Sig`.
@@ -50,6 +53,9 @@ pub mod names {
     pub const PRIVATE: &str = "PRIVATE";
     /// Optional: largest PUT body in bytes; default 100 MB.
     pub const MAX_UPLOAD_BYTES: &str = "MAX_UPLOAD_BYTES";
+    /// Optional: objects larger than this are kept at the edge as segments of this size, in
+    /// bytes; default 32 MiB.
+    pub const SEGMENT_BYTES: &str = "SEGMENT_BYTES";
 
     /// The bindings without which the Worker cannot reach Spaces.
     pub const REQUIRED: [&str; 5] = [
@@ -74,12 +80,35 @@ pub mod names {
         NARINFO_TTL,
         NEGATIVE_TTL,
         PUBLIC_KEYS,
-        CACHE_MAX_OBJECT_BYTES,
         TOKEN_SECRET,
         SIGNING_KEY,
         PRIVATE,
         MAX_UPLOAD_BYTES,
+        SEGMENT_BYTES,
     ];
+}
+
+/// A binding's value as the runtime hands it over: `[vars]` written as TOML strings, numbers
+/// and booleans arrive as such; secrets are always text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Binding {
+    Text(String),
+    Number(f64),
+    Bool(bool),
+    /// Anything else (an object, a list): never a valid value for these bindings.
+    Other,
+}
+
+impl From<String> for Binding {
+    fn from(text: String) -> Binding {
+        Binding::Text(text)
+    }
+}
+
+impl From<&str> for Binding {
+    fn from(text: &str) -> Binding {
+        Binding::Text(text.to_string())
+    }
 }
 
 /// A binding that is missing or unusable. `Display` names the binding, never its value.
@@ -223,8 +252,8 @@ pub struct Config {
     pub ttls: Ttls,
     /// `name:base64` public keys to show on the landing page; may be empty.
     pub public_keys: Vec<String>,
-    /// Largest object the edge stores, in bytes.
-    pub max_object_bytes: u64,
+    /// Objects larger than this are kept at the edge as segments of this size.
+    pub segment_bytes: u64,
     /// Uploads and private reads: who may push and read (see [`Push`]).
     pub push: Push,
 }
@@ -245,9 +274,11 @@ pub struct Push {
 
 impl Push {
     /// Reads the four bindings. `PRIVATE` without `TOKEN_SECRET` is refused: nobody could read.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Push, ConfigError> {
-        let token_secret = get(&lookup, names::TOKEN_SECRET).map(TokenSecret::new);
-        let signing_key = match get(&lookup, names::SIGNING_KEY) {
+    pub fn from_lookup<B: Into<Binding>>(
+        lookup: impl Fn(&str) -> Option<B>,
+    ) -> Result<Push, ConfigError> {
+        let token_secret = get(&lookup, names::TOKEN_SECRET)?.map(TokenSecret::new);
+        let signing_key = match get(&lookup, names::SIGNING_KEY)? {
             None => None,
             Some(key) => Some(SigningKey::parse(&key).map_err(|_| ConfigError::Invalid {
                 name: names::SIGNING_KEY,
@@ -255,16 +286,7 @@ impl Push {
                     "expected a Nix secret key, name:base64, as nix key generate-secret prints it",
             })?),
         };
-        let private = match get(&lookup, names::PRIVATE).as_deref() {
-            None | Some("0") | Some("false") => false,
-            Some("1") | Some("true") => true,
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    name: names::PRIVATE,
-                    reason: "expected 1 or 0",
-                })
-            }
-        };
+        let private = flag(&lookup, names::PRIVATE, false)?;
         if private && token_secret.is_none() {
             return Err(ConfigError::Invalid {
                 name: names::PRIVATE,
@@ -292,37 +314,86 @@ impl Push {
     }
 }
 
-/// A binding's value, trimmed; `None` when unset or blank.
-fn get(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    lookup(name)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+/// A text binding's value, trimmed; `None` when unset or blank; an error when the binding holds
+/// a number, a boolean or anything else.
+fn get<B: Into<Binding>>(
+    lookup: &impl Fn(&str) -> Option<B>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match lookup(name).map(Into::into) {
+        None => Ok(None),
+        Some(Binding::Text(v)) => Ok(Some(v.trim().to_string()).filter(|v| !v.is_empty())),
+        Some(_) => Err(ConfigError::Invalid {
+            name,
+            reason: "expected a string",
+        }),
+    }
 }
 
-fn required(
-    lookup: &impl Fn(&str) -> Option<String>,
+fn required<B: Into<Binding>>(
+    lookup: &impl Fn(&str) -> Option<B>,
     name: &'static str,
 ) -> Result<String, ConfigError> {
-    get(lookup, name).ok_or(ConfigError::Missing(name))
+    get(lookup, name)?.ok_or(ConfigError::Missing(name))
 }
 
-fn number<T: std::str::FromStr>(
-    lookup: &impl Fn(&str) -> Option<String>,
+/// A whole number of at least 0: a TOML number, or text of ASCII digits.
+fn number<T: TryFrom<u64> + std::str::FromStr, B: Into<Binding>>(
+    lookup: &impl Fn(&str) -> Option<B>,
     name: &'static str,
     default: T,
 ) -> Result<T, ConfigError> {
-    match get(lookup, name) {
+    let not_a_number = ConfigError::Invalid {
+        name,
+        reason: "not a number",
+    };
+    let out_of_range = ConfigError::Invalid {
+        name,
+        reason: "number out of range",
+    };
+    match lookup(name).map(Into::into) {
         None => Ok(default),
-        Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => {
-            v.parse().map_err(|_| ConfigError::Invalid {
-                name,
-                reason: "number out of range",
-            })
+        Some(Binding::Number(n)) => {
+            // Integers up to 2^53 are exact in a JS number; past that, or negative, refuse.
+            if !n.is_finite() || n.fract() != 0.0 {
+                Err(not_a_number)
+            } else if !(0.0..=9_007_199_254_740_992.0).contains(&n) {
+                Err(if n < 0.0 { not_a_number } else { out_of_range })
+            } else {
+                T::try_from(n as u64).map_err(|_| out_of_range)
+            }
         }
-        Some(_) => Err(ConfigError::Invalid {
-            name,
-            reason: "not a number",
-        }),
+        Some(Binding::Text(v)) => match v.trim() {
+            "" => Ok(default),
+            v if v.bytes().all(|b| b.is_ascii_digit()) => v.parse().map_err(|_| out_of_range),
+            _ => Err(not_a_number),
+        },
+        Some(_) => Err(not_a_number),
+    }
+}
+
+/// A yes/no binding: a TOML boolean, the number 1 or 0, or the text `1`, `0`, `true`, `false`.
+fn flag<B: Into<Binding>>(
+    lookup: &impl Fn(&str) -> Option<B>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    let invalid = ConfigError::Invalid {
+        name,
+        reason: "expected true, false, 1 or 0",
+    };
+    match lookup(name).map(Into::into) {
+        None => Ok(default),
+        Some(Binding::Bool(b)) => Ok(b),
+        Some(Binding::Number(1.0)) => Ok(true),
+        Some(Binding::Number(0.0)) => Ok(false),
+        Some(Binding::Text(v)) => match v.trim() {
+            "" => Ok(default),
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            _ => Err(invalid),
+        },
+        Some(_) => Err(invalid),
     }
 }
 
@@ -354,10 +425,12 @@ fn is_valid_public_key(s: &str) -> bool {
 
 impl CacheInfo {
     /// The nix-cache-info fields from `STORE_DIR`, `WANT_MASS_QUERY` and `PRIORITY`, with
-    /// defaults `/nix/store`, `1` and `40`. Needs none of the Spaces bindings.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<CacheInfo, ConfigError> {
+    /// defaults `/nix/store`, `true` and `40`. Needs none of the Spaces bindings.
+    pub fn from_lookup<B: Into<Binding>>(
+        lookup: impl Fn(&str) -> Option<B>,
+    ) -> Result<CacheInfo, ConfigError> {
         let defaults = CacheInfo::default();
-        let store_dir = match get(&lookup, names::STORE_DIR) {
+        let store_dir = match get(&lookup, names::STORE_DIR)? {
             None => defaults.store_dir,
             Some(dir) => {
                 let ok = dir.len() > 1
@@ -374,17 +447,7 @@ impl CacheInfo {
                 dir
             }
         };
-        let want_mass_query = match get(&lookup, names::WANT_MASS_QUERY).as_deref() {
-            None => defaults.want_mass_query,
-            Some("1") => true,
-            Some("0") => false,
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    name: names::WANT_MASS_QUERY,
-                    reason: "expected 1 or 0",
-                })
-            }
-        };
+        let want_mass_query = flag(&lookup, names::WANT_MASS_QUERY, defaults.want_mass_query)?;
         let priority = number(&lookup, names::PRIORITY, defaults.priority)?;
         Ok(CacheInfo {
             store_dir,
@@ -398,8 +461,10 @@ impl Config {
     /// Reads and checks every binding. `lookup(name)` returns a var's or secret's value, or
     /// `None`. The five `SPACES_*` bindings are required; the others have defaults
     /// (`STORE_DIR=/nix/store`, `WANT_MASS_QUERY=1`, `PRIORITY=40`, TTLs from
-    /// [`Ttls::default`], no public keys, [`EDGE_OBJECT_LIMIT`]).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    /// [`Ttls::default`], no public keys, [`DEFAULT_SEGMENT_BYTES`]).
+    pub fn from_lookup<B: Into<Binding>>(
+        lookup: impl Fn(&str) -> Option<B>,
+    ) -> Result<Config, ConfigError> {
         let endpoint = Endpoint::parse(&required(&lookup, names::SPACES_ENDPOINT)?)?;
         let bucket = required(&lookup, names::SPACES_BUCKET)?;
         if !is_valid_bucket(&bucket) {
@@ -443,7 +508,7 @@ impl Config {
             negative: number(&lookup, names::NEGATIVE_TTL, defaults.negative)?,
             other: defaults.other,
         };
-        let public_keys: Vec<String> = get(&lookup, names::PUBLIC_KEYS)
+        let public_keys: Vec<String> = get(&lookup, names::PUBLIC_KEYS)?
             .map(|v| v.split_ascii_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
         if !public_keys.iter().all(|k| is_valid_public_key(k)) {
@@ -452,7 +517,15 @@ impl Config {
                 reason: "expected space-separated name:base64 keys",
             });
         }
-        let max_object_bytes = number(&lookup, names::CACHE_MAX_OBJECT_BYTES, EDGE_OBJECT_LIMIT)?;
+        let segment_bytes = number(&lookup, names::SEGMENT_BYTES, DEFAULT_SEGMENT_BYTES)?;
+        if !(crate::segments::MIN_SEGMENT_BYTES..=crate::segments::MAX_SEGMENT_BYTES)
+            .contains(&segment_bytes)
+        {
+            return Err(ConfigError::Invalid {
+                name: names::SEGMENT_BYTES,
+                reason: "expected 1 MiB to 128 MiB",
+            });
+        }
         let push = Push::from_lookup(&lookup)?;
         Ok(Config {
             endpoint,
@@ -462,7 +535,7 @@ impl Config {
             cache_info,
             ttls,
             public_keys,
-            max_object_bytes,
+            segment_bytes,
             push,
         })
     }
@@ -515,7 +588,7 @@ mod tests {
         assert_eq!(c.cache_info, CacheInfo::default());
         assert_eq!(c.ttls, Ttls::default());
         assert!(c.public_keys.is_empty());
-        assert_eq!(c.max_object_bytes, EDGE_OBJECT_LIMIT);
+        assert_eq!(c.segment_bytes, DEFAULT_SEGMENT_BYTES);
     }
 
     #[test]
@@ -545,7 +618,7 @@ mod tests {
             (names::NARINFO_TTL, "100"),
             (names::NEGATIVE_TTL, "0"),
             (names::PUBLIC_KEYS, "cache-1:AAAA+/=  other:BBBB\n"),
-            (names::CACHE_MAX_OBJECT_BYTES, "1048576"),
+            (names::SEGMENT_BYTES, "4194304"),
         ] {
             vars.insert(k, v.to_string());
         }
@@ -568,7 +641,7 @@ mod tests {
             }
         );
         assert_eq!(c.public_keys, ["cache-1:AAAA+/=", "other:BBBB"]);
-        assert_eq!(c.max_object_bytes, 1_048_576);
+        assert_eq!(c.segment_bytes, 4_194_304);
     }
 
     #[test]
@@ -605,14 +678,24 @@ mod tests {
                 "invalid binding NEGATIVE_TTL: not a number",
             ),
             (
-                names::CACHE_MAX_OBJECT_BYTES,
+                names::SEGMENT_BYTES,
                 "1e9",
-                "invalid binding CACHE_MAX_OBJECT_BYTES: not a number",
+                "invalid binding SEGMENT_BYTES: not a number",
+            ),
+            (
+                names::SEGMENT_BYTES,
+                "1000",
+                "invalid binding SEGMENT_BYTES: expected 1 MiB to 128 MiB",
+            ),
+            (
+                names::SEGMENT_BYTES,
+                "1073741824",
+                "invalid binding SEGMENT_BYTES: expected 1 MiB to 128 MiB",
             ),
             (
                 names::WANT_MASS_QUERY,
                 "yes",
-                "invalid binding WANT_MASS_QUERY: expected 1 or 0",
+                "invalid binding WANT_MASS_QUERY: expected true, false, 1 or 0",
             ),
             (
                 names::STORE_DIR,
@@ -683,6 +766,116 @@ mod tests {
         }
     }
 
+    /// A table of typed bindings over the base one.
+    fn typed(extra: &[(&'static str, Binding)]) -> Result<Config, ConfigError> {
+        let mut vars: HashMap<&'static str, Binding> = base()
+            .into_iter()
+            .map(|(k, v)| (k, Binding::Text(v)))
+            .collect();
+        vars.extend(extra.iter().cloned());
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn toml_numbers_and_booleans_are_read_as_such() {
+        let c = typed(&[
+            (names::PRIORITY, Binding::Number(10.0)),
+            (names::WANT_MASS_QUERY, Binding::Bool(false)),
+            (names::NAR_TTL, Binding::Number(600.0)),
+            (names::SEGMENT_BYTES, Binding::Number(8_388_608.0)),
+        ])
+        .unwrap();
+        assert_eq!(c.cache_info.priority, 10);
+        assert!(!c.cache_info.want_mass_query);
+        assert_eq!(c.ttls.nar, 600);
+        assert_eq!(c.segment_bytes, 8 * 1024 * 1024);
+        let c = typed(&[
+            (names::WANT_MASS_QUERY, Binding::Bool(true)),
+            (names::PRIORITY, Binding::Number(0.0)),
+        ])
+        .unwrap();
+        assert!(c.cache_info.want_mass_query);
+        assert_eq!(c.cache_info.priority, 0);
+        for (value, want) in [("true", true), ("false", false), ("1", true), ("0", false)] {
+            let c = typed(&[(names::WANT_MASS_QUERY, Binding::Text(value.into()))]).unwrap();
+            assert_eq!(c.cache_info.want_mass_query, want, "{value}");
+        }
+        for (n, want) in [(1.0, true), (0.0, false)] {
+            let c = typed(&[(names::WANT_MASS_QUERY, Binding::Number(n))]).unwrap();
+            assert_eq!(c.cache_info.want_mass_query, want, "{n}");
+        }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_names_the_binding() {
+        let cases: Vec<(&'static str, Binding, &str)> = vec![
+            (
+                names::PRIORITY,
+                Binding::Bool(true),
+                "invalid binding PRIORITY: not a number",
+            ),
+            (
+                names::PRIORITY,
+                Binding::Number(10.5),
+                "invalid binding PRIORITY: not a number",
+            ),
+            (
+                names::PRIORITY,
+                Binding::Number(-1.0),
+                "invalid binding PRIORITY: not a number",
+            ),
+            (
+                names::PRIORITY,
+                Binding::Number(f64::NAN),
+                "invalid binding PRIORITY: not a number",
+            ),
+            (
+                names::PRIORITY,
+                Binding::Number(5e9),
+                "invalid binding PRIORITY: number out of range",
+            ),
+            (
+                names::PRIORITY,
+                Binding::Other,
+                "invalid binding PRIORITY: not a number",
+            ),
+            (
+                names::WANT_MASS_QUERY,
+                Binding::Number(2.0),
+                "invalid binding WANT_MASS_QUERY: expected true, false, 1 or 0",
+            ),
+            (
+                names::WANT_MASS_QUERY,
+                Binding::Other,
+                "invalid binding WANT_MASS_QUERY: expected true, false, 1 or 0",
+            ),
+            (
+                names::SPACES_BUCKET,
+                Binding::Number(123.0),
+                "invalid binding SPACES_BUCKET: expected a string",
+            ),
+            (
+                names::STORE_DIR,
+                Binding::Bool(true),
+                "invalid binding STORE_DIR: expected a string",
+            ),
+            (
+                names::SPACES_SECRET_ACCESS_KEY,
+                Binding::Number(42.0),
+                "invalid binding SPACES_SECRET_ACCESS_KEY: expected a string",
+            ),
+            (
+                names::PUBLIC_KEYS,
+                Binding::Other,
+                "invalid binding PUBLIC_KEYS: expected a string",
+            ),
+        ];
+        for (name, value, message) in cases {
+            let err = typed(&[(name, value.clone())]).unwrap_err();
+            assert_eq!(err.to_string(), message, "{name}={value:?}");
+        }
+    }
+
     #[test]
     fn debug_never_shows_the_secret() {
         let c = load(&base()).unwrap();
@@ -693,8 +886,10 @@ mod tests {
 
     #[test]
     fn cache_info_alone_needs_no_spaces_bindings() {
-        let info =
-            CacheInfo::from_lookup(|name| (name == names::PRIORITY).then(|| "10".into())).unwrap();
+        let info = CacheInfo::from_lookup(|name| {
+            (name == names::PRIORITY).then_some(Binding::Number(10.0))
+        })
+        .unwrap();
         assert_eq!(info.priority, 10);
         assert_eq!(info.store_dir, "/nix/store");
         assert!(info.want_mass_query);

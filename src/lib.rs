@@ -7,6 +7,8 @@
 //! - [`nix`]: the cache's URL space as one [`nix::Route`] type, Nix base32 hashes, and the
 //!   `nix-cache-info` text.
 //! - [`policy`]: what the edge stores, for how long, and which status an origin answer becomes.
+//! - [`segments`]: objects kept at the edge as fixed-size segments: which segments a Range
+//!   touches, their keys, and the checks that keep versions apart.
 //! - [`config`]: the Worker's bindings, parsed and checked (once per isolate, by `edge`).
 //! - [`landing`]: the page at `/` for people.
 //! - [`token`]: access tokens (JWT, HS256): verify, mint, and the one [`token::Grant`] of a
@@ -24,6 +26,7 @@ pub mod nix;
 pub mod policy;
 pub mod push;
 pub mod s3;
+pub mod segments;
 pub mod sigv4;
 pub mod token;
 

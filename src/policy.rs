@@ -15,7 +15,11 @@
 //! | any other status (400, 3xx, …) | 502 naming the status |
 //! | no answer at all | 502 "origin unreachable" |
 //!
-//! A 502 is never stored. Only full 200s that fit the edge's object limit, and 404 misses, are.
+//! A 502 is never stored. Only full 200s (objects up to `SEGMENT_BYTES` as one entry, larger
+//! ones as segments: see [`crate::segments`]) and 404 misses are.
+//!
+//! A conditional request (`If-None-Match`, `If-Modified-Since`) for an object stored at the edge
+//! is answered 304 when [`not_modified`] says so.
 
 use crate::nix::ObjectKind;
 
@@ -75,6 +79,9 @@ pub enum FailReason {
     Unexpected(u16),
     /// No answer: connection refused, DNS, TLS, timeout.
     Unreachable,
+    /// A ranged answer without a usable `Content-Range` or `ETag`, or for other bytes than
+    /// asked: the object cannot be served in segments from it.
+    BadSegment,
 }
 
 impl FailReason {
@@ -92,6 +99,9 @@ impl FailReason {
             FailReason::OriginError(status) => format!("origin answered {status}"),
             FailReason::Unexpected(status) => format!("origin answered an unexpected {status}"),
             FailReason::Unreachable => "origin unreachable".to_string(),
+            FailReason::BadSegment => {
+                "origin answered a range without a usable Content-Range or ETag".to_string()
+            }
         }
     }
 }
@@ -167,9 +177,10 @@ pub fn cache_control(kind: ObjectKind, status: u16, ttls: &Ttls) -> String {
     format!("public, max-age={max_age}")
 }
 
-/// Whether the edge stores this answer: a full 200 with a known `Content-Length` of at most
-/// `limit` bytes (never a 206), or a 404 miss (a short negative entry). The Worker's own pages
-/// (landing, nix-cache-info) are made on every request and never stored.
+/// Whether the edge stores this answer as one entry: a full 200 with a known `Content-Length`
+/// of at most `limit` bytes (`SEGMENT_BYTES`; a larger object is stored as segments, never a
+/// 206), or a 404 miss (a short negative entry). The Worker's own pages (landing,
+/// nix-cache-info) are made on every request and never stored.
 pub fn storable(kind: ObjectKind, status: u16, content_length: Option<u64>, limit: u64) -> bool {
     if matches!(kind, ObjectKind::Landing | ObjectKind::CacheInfo) {
         return false;
@@ -182,14 +193,17 @@ pub fn storable(kind: ObjectKind, status: u16, content_length: Option<u64>, limi
 }
 
 /// The response headers relayed from the origin to the client, in lower case. Everything else
-/// (`x-amz-*`, `set-cookie`, `server`, …) stays behind.
-pub const PASSED_RESPONSE_HEADERS: [&str; 6] = [
+/// (`x-amz-*`, `set-cookie`, `server`, …) stays behind. `content-encoding` is the one an object
+/// was uploaded with (Nix's `narinfo-compression`, `ls-compression`, `log-compression`): the
+/// bytes are relayed as stored, so the client needs it to read them.
+pub const PASSED_RESPONSE_HEADERS: [&str; 7] = [
     "content-type",
     "content-length",
     "etag",
     "last-modified",
     "accept-ranges",
     "content-range",
+    "content-encoding",
 ];
 
 /// Whether a response header is relayed from the origin to the client (case-insensitive):
@@ -209,9 +223,82 @@ pub fn pass_request_header(name: &str) -> bool {
     name.eq_ignore_ascii_case("range")
 }
 
+/// Whether a conditional GET or HEAD is answered 304 from a stored object with this `ETag` and
+/// `Last-Modified` (RFC 9110, section 13.2.2): `If-None-Match` decides when present (weak
+/// comparison, `*` matches any stored object); else `If-Modified-Since` does, when both dates
+/// parse and the object is not newer. A date that does not parse means "modified".
+pub fn not_modified(
+    if_none_match: Option<&str>,
+    if_modified_since: Option<&str>,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> bool {
+    if let Some(tags) = if_none_match {
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        return tags.split(',').any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || etag.is_some_and(|etag| weak(etag) == weak(tag))
+        });
+    }
+    let (Some(since), Some(modified)) = (if_modified_since, last_modified) else {
+        return false;
+    };
+    match (
+        since.trim().parse::<httpdate::HttpDate>(),
+        modified.trim().parse::<httpdate::HttpDate>(),
+    ) {
+        (Ok(since), Ok(modified)) => modified <= since,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditional_requests() {
+        let etag = Some("\"abc\"");
+        let lm = Some("Wed, 02 Dec 2026 06:00:00 GMT");
+        assert!(not_modified(Some("\"abc\""), None, etag, lm));
+        assert!(not_modified(Some("\"x\", W/\"abc\""), None, etag, lm));
+        assert!(not_modified(Some("*"), None, etag, lm));
+        assert!(!not_modified(Some("\"abd\""), None, etag, lm));
+        assert!(!not_modified(Some("\"abc\""), None, None, lm));
+        // If-None-Match wins over If-Modified-Since.
+        assert!(!not_modified(
+            Some("\"zzz\""),
+            Some("Wed, 02 Dec 2026 07:00:00 GMT"),
+            etag,
+            lm
+        ));
+        assert!(not_modified(
+            None,
+            Some("Wed, 02 Dec 2026 06:00:00 GMT"),
+            etag,
+            lm
+        ));
+        assert!(not_modified(
+            None,
+            Some("Thu, 03 Dec 2026 00:00:00 GMT"),
+            etag,
+            lm
+        ));
+        assert!(!not_modified(
+            None,
+            Some("Wed, 02 Dec 2026 05:59:59 GMT"),
+            etag,
+            lm
+        ));
+        assert!(!not_modified(None, Some("yesterday"), etag, lm));
+        assert!(!not_modified(
+            None,
+            Some("Wed, 02 Dec 2026 06:00:00 GMT"),
+            etag,
+            None
+        ));
+        assert!(!not_modified(None, None, etag, lm));
+    }
 
     #[test]
     fn default_ttls() {

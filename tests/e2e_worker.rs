@@ -104,9 +104,17 @@ fn content_type(response: &Response) -> String {
     response.header("content-type").unwrap_or("").to_string()
 }
 
-/// Edge-cache writes happen after the response (`waitUntil`); give them a moment.
-fn settle() {
-    thread::sleep(Duration::from_millis(500));
+/// Waits until a store the Worker makes after this call has landed: a miss for a fresh
+/// narinfo (the origin has none) is remembered at the edge, and its HIT is awaited. Stores the
+/// Worker started for earlier requests were queued before it, so a check that something was
+/// never stored cannot pass by asking too early.
+fn store_barrier(client: &Client) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let target = format!("/{:z>32}.narinfo", n);
+    assert_status(&client.get(&target), 404, "the barrier's miss");
+    await_edge_copy(client, &target);
 }
 
 /// Waits until the edge has stored `target` (a HEAD answered `x-cache: HIT`), since the Worker
@@ -176,16 +184,18 @@ fn serves_a_seeded_cache_through_the_edge() {
     });
 
     checks.check(
-        "a Range past the end of an uncached NAR is the origin's 416, never stored",
+        "a Range past the end of an uncached NAR is a 416 naming the length, never stored",
         || {
             let info = seed.narinfo(&leaf);
             let target = format!("/{}", info.url);
             let size = std::fs::metadata(seed.cache.join(&info.url)).unwrap().len();
             let past = format!("bytes={}-", size + 10);
+            let unsatisfied = format!("bytes */{size}");
             for _ in 0..2 {
                 let before = origin.proxy.count();
                 let r = client.send("GET", &target, &[("Range", past.as_str())]);
                 assert_status(&r, 416, "Range past the end");
+                assert_eq!(r.header("content-range"), Some(unsatisfied.as_str()));
                 assert_eq!(r.header("cache-control"), Some("no-store"));
                 assert_eq!(r.header("x-cache"), Some("MISS"));
                 assert_eq!(origin.proxy.count(), before + 1, "416 not from the origin");
@@ -481,7 +491,7 @@ fn serves_a_seeded_cache_through_the_edge() {
     );
 
     checks.check(
-        "a NAR over 64 MiB streams byte-identical, cold and cached",
+        "a NAR over 64 MiB streams byte-identical, cold and from its segments at the edge",
         || {
             let info = seed.narinfo(&seed.large_path);
             let target = format!("/{}", info.url);
@@ -492,7 +502,12 @@ fn serves_a_seeded_cache_through_the_edge() {
             assert_eq!(cold.body_len, info.file_size, "cold: length");
             assert_eq!(cold.first_mismatch, None, "cold: bytes differ");
             assert_eq!(cold.header("x-cache"), Some("MISS"));
-            await_edge_copy(&client, &target);
+            // Over SEGMENT_BYTES (32 MiB by default): kept as 3 segments, stored after the
+            // answer; wait until the Worker says the last one is in.
+            assert!(
+                worker.wait_for_log("of 3: https://", 3, Duration::from_secs(60)),
+                "not every segment was stored"
+            );
             let before = origin.proxy.count();
             let warm = client.get_compare(&target, &file);
             assert_status(&warm, 200, "large NAR, second time");
@@ -553,13 +568,7 @@ fn serves_a_seeded_cache_through_the_edge() {
             let target = narinfo_target(&seed.large_path);
             let r = client.get(&target);
             assert_status(&r, 502, "origin down");
-            let body = r.text().to_lowercase();
-            assert!(
-                ["unreachable", "connect", "refused", "origin"]
-                    .iter()
-                    .any(|w| body.contains(w)),
-                "502 body does not name the cause: {body:?}"
-            );
+            assert_eq!(r.text(), "origin unreachable\n");
             let again = client.get(&target);
             assert_status(&again, 502, "origin down, again (a 502 is never cached)");
             let info = client.get("/nix-cache-info");
@@ -603,11 +612,9 @@ fn wrong_secret_is_a_502_naming_the_credentials_and_is_not_cached() {
         || {
             let r = client.get(&target);
             assert_status(&r, 502, "wrong secret");
-            let body = r.text();
-            assert!(
-                body.contains("SignatureDoesNotMatch")
-                    || body.to_lowercase().contains("credentials"),
-                "the 502 does not name the credentials: {body:?}"
+            assert_eq!(
+                r.text(),
+                "origin rejected the Worker's credentials (SignatureDoesNotMatch)\n"
             );
             assert_ne!(r.header("x-cache"), Some("HIT"));
         },
@@ -616,7 +623,6 @@ fn wrong_secret_is_a_502_naming_the_credentials_and_is_not_cached() {
     checks.check(
         "the 502 is not cached: the next request asks the origin again",
         || {
-            settle();
             let before = origin.proxy.count();
             let r = client.get(&target);
             assert_status(&r, 502, "wrong secret, again");
@@ -706,13 +712,7 @@ fn unreachable_origin_is_a_502_and_the_worker_lives_on() {
         let target = narinfo_target(&seed.top_path);
         let r = client.get(&target);
         assert_status(&r, 502, "closed port");
-        let body = r.text().to_lowercase();
-        assert!(
-            ["unreachable", "connect", "refused"]
-                .iter()
-                .any(|w| body.contains(w)),
-            "502 body does not name the cause: {body:?}"
-        );
+        assert_eq!(r.text(), "origin unreachable\n");
         let nar = format!("/{}", seed.narinfo(&seed.top_path).url);
         assert_status(&client.get(&nar), 502, "closed port, NAR");
     });
@@ -859,15 +859,15 @@ fn an_origin_that_answers_garbage_gets_a_clear_answer_and_nothing_wrong_is_kept(
         for attempt in 1..=2 {
             let r = client.get(&target(case));
             assert_status(&r, 502, &format!("{} (attempt {attempt})", case.key));
-            assert!(
-                r.text().contains(says),
-                "{}: the 502 does not say {says:?}: {:?}",
-                case.key,
-                r.text()
+            assert_eq!(
+                r.text(),
+                format!("{says}\n"),
+                "{}: the 502 does not give the reason",
+                case.key
             );
             assert_eq!(r.header("cache-control"), Some("no-store"));
             assert_eq!(content_type(&r), "text/plain; charset=utf-8");
-            settle();
+            store_barrier(&client);
         }
         assert_eq!(
             origin.count_for(&case.key),
@@ -902,7 +902,7 @@ fn an_origin_that_answers_garbage_gets_a_clear_answer_and_nothing_wrong_is_kept(
             assert_status(&r, 404, "AccessDenied, chunked");
             assert_eq!(r.text(), "not in this cache\n");
             assert_eq!(r.header("x-cache"), Some("MISS"));
-            settle();
+            store_barrier(&client);
             let again = client.get(&target(&unsized_denied));
             assert_status(&again, 404, "AccessDenied, chunked, again");
             assert_eq!(again.header("x-cache"), Some("HIT"));
@@ -914,12 +914,15 @@ fn an_origin_that_answers_garbage_gets_a_clear_answer_and_nothing_wrong_is_kept(
         || fails_every_time(&code_past_the_limit, "origin refused access (403)"),
     );
     checks.check("a 404 NoSuchBucket is a 502 naming SPACES_BUCKET", || {
-        fails_every_time(&no_bucket, "SPACES_BUCKET");
+        fails_every_time(
+            &no_bucket,
+            "origin has no such bucket (NoSuchBucket): check SPACES_BUCKET",
+        );
     });
     checks.check(
         "a redirect is not followed: a 502 naming the status",
         || {
-            fails_every_time(&redirect, "unexpected 302");
+            fails_every_time(&redirect, "origin answered an unexpected 302");
             assert_eq!(
                 origin.count_for("/elsewhere"),
                 0,
@@ -928,7 +931,7 @@ fn an_origin_that_answers_garbage_gets_a_clear_answer_and_nothing_wrong_is_kept(
         },
     );
     checks.check("an answer that is not HTTP is a 502", || {
-        fails_every_time(&not_http, "origin");
+        fails_every_time(&not_http, "origin unreachable");
     });
     checks.check("HEAD on a failing origin is a 502 without a body", || {
         let r = client.head(&target(&server_error));

@@ -8,7 +8,7 @@ use wasm_bindgen::JsValue;
 use web_sys::{Response, ResponseInit};
 use worker::Env;
 
-use crate::config::Config;
+use crate::config::{Binding, Config};
 use crate::nix::{ObjectKind, Route};
 use crate::policy;
 use crate::sigv4::SigningKeys;
@@ -33,12 +33,21 @@ pub(crate) fn get(env: &Env) -> Result<Rc<Isolate>, EdgeError> {
     Ok(isolate)
 }
 
-/// A binding's value, var or secret alike; an empty string counts as missing.
-fn binding(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .ok()
-        .map(|v| v.to_string())
-        .filter(|v| !v.is_empty())
+/// A binding's value, var or secret alike, of the kind it arrived as: `[vars]` written as TOML
+/// numbers and booleans are JS numbers and booleans. Unset (or undefined) is `None`.
+fn binding(env: &Env, name: &str) -> Option<Binding> {
+    let value = js_sys::Reflect::get(env, &JsValue::from_str(name)).ok()?;
+    if value.is_undefined() || value.is_null() {
+        None
+    } else if let Some(text) = value.as_string() {
+        Some(Binding::Text(text))
+    } else if let Some(number) = value.as_f64() {
+        Some(Binding::Number(number))
+    } else if let Some(flag) = value.as_bool() {
+        Some(Binding::Bool(flag))
+    } else {
+        Some(Binding::Other)
+    }
 }
 
 /// The parsed bindings, and the status and headers of the answers that depend on nothing

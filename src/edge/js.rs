@@ -30,6 +30,19 @@ pub(crate) fn init(status: u16, headers: &[(&str, &str)]) -> Result<ResponseInit
     Ok(init)
 }
 
+/// Sets `field` (`encodeBody` on a response init, `encodeResponseBody` on a request init) to
+/// `"manual"`: the runtime passes the body's bytes as they are, whatever `Content-Encoding`
+/// says, instead of decoding an answer or encoding a response.
+pub(crate) fn manual_encoding(init: &JsValue, field: &str) -> Result<(), EdgeError> {
+    js_sys::Reflect::set(
+        init,
+        &JsValue::from_str(field),
+        &JsValue::from_str("manual"),
+    )
+    .map(drop)
+    .map_err(failed("Reflect.set"))
+}
+
 /// `new Response(body, init)`; no body for `None`.
 pub(crate) fn response(
     body: Option<&ReadableStream>,

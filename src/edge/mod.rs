@@ -24,11 +24,13 @@
 
 mod auth;
 mod cache;
+mod entries;
 mod error;
 mod isolate;
 mod js;
 mod origin;
 mod s3;
+mod segments;
 mod upload;
 
 use std::rc::Rc;
@@ -145,15 +147,18 @@ pub(crate) struct Incoming {
     pub route: Route,
     pub head: bool,
     pub range: Option<String>,
-    /// The Worker's `host[:port]` and scheme, as the client addressed it.
+    /// `If-None-Match` and `If-Modified-Since`, for a 304 from the edge.
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    /// The Worker's `host[:port]`, as the client addressed it.
     pub host: String,
-    pub scheme: String,
 }
 
 impl Incoming {
-    /// The edge cache key: the Worker's own URL for the route, without any query.
+    /// The edge cache key: the Worker's own URL for the route, without any query, and always
+    /// `https`, so that a client asking over `http` shares the one entry per object.
     pub fn cache_key(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.host, self.route.path())
+        format!("https://{}{}", self.host, self.route.path())
     }
 }
 
@@ -194,7 +199,8 @@ fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
             head,
             range: None,
             host: parts.host.to_string(),
-            scheme: parts.scheme.to_string(),
+            if_none_match: None,
+            if_modified_since: None,
         };
         return Ok(Begun::Upload(incoming, isolate, access.holder));
     }
@@ -226,16 +232,15 @@ fn begin(req: &web_sys::Request, env: &Env) -> Result<Begun, EdgeError> {
             Ok(Begun::Answered(landing_page(head, &config.ttls, page)?))
         }
         route => {
-            let range = req
-                .headers()
-                .get("range")
-                .map_err(js::failed("Headers.get"))?;
+            let headers = req.headers();
+            let get = |name| headers.get(name).map_err(js::failed("Headers.get"));
             let incoming = Incoming {
                 route,
                 head,
-                range,
+                range: get("range")?,
+                if_none_match: get("if-none-match")?,
+                if_modified_since: get("if-modified-since")?,
                 host: parts.host.to_string(),
-                scheme: parts.scheme.to_string(),
             };
             Ok(Begun::Object(incoming, isolate))
         }

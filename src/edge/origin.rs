@@ -2,7 +2,9 @@
 //! the origin's answer judged by [`crate::policy::classify_origin`].
 //!
 //! Only `Range` travels from the client to the origin; the client's own headers (its
-//! `Authorization` above all) never do.
+//! `Authorization` above all) never do. The answer's body is taken as the bucket holds it: an
+//! object stored with a `Content-Encoding` is not decoded on the way
+//! (`encodeResponseBody: "manual"`).
 
 use js_sys::Promise;
 use wasm_bindgen::{JsCast, JsValue};
@@ -29,17 +31,23 @@ pub(crate) enum OriginAnswer {
 }
 
 /// The signed GET of `key` from the bucket: the promise of the origin's `Response`, which
-/// rejects only when the origin cannot be reached. `range` is the client's Range header, if any.
+/// rejects only when the origin cannot be reached. `range` is the Range header to send, if any;
+/// `if_match` an `ETag` the object must still have (S3 answers 412 otherwise).
 pub(crate) fn request(
     isolate: &Isolate,
     key: &str,
     range: Option<&str>,
+    if_match: Option<&str>,
 ) -> Result<Promise, EdgeError> {
     let config = &isolate.config;
     let path = sigv4::s3_object_path(&config.bucket, key);
-    let extra: Vec<(String, String)> = range
-        .map(|r| vec![("range".to_string(), r.to_string())])
-        .unwrap_or_default();
+    let mut extra: Vec<(String, String)> = Vec::new();
+    if let Some(tag) = if_match {
+        extra.push(("if-match".to_string(), tag.to_string()));
+    }
+    if let Some(range) = range {
+        extra.push(("range".to_string(), range.to_string()));
+    }
     let time = SigningTime::from_unix_millis(js_sys::Date::now());
     let signed = sigv4::sign_s3_keyed(
         &S3Request {
@@ -64,6 +72,7 @@ pub(crate) fn request(
     init.set_method("GET");
     init.set_headers(&headers);
     init.set_redirect(RequestRedirect::Manual);
+    js::manual_encoding(&init, "encodeResponseBody")?;
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     Ok(global.fetch_with_str_and_init(&config.endpoint.url(&path), &init))
 }

@@ -83,7 +83,6 @@ pub(crate) fn serve(req: Request, isolate: Rc<Isolate>, ctx: JsContext) -> Promi
 
 /// The request URL cut into what verification needs: raw path and raw query.
 struct Url<'a> {
-    scheme: &'a str,
     host: &'a str,
     path: &'a str,
     query: &'a str,
@@ -91,16 +90,11 @@ struct Url<'a> {
 
 impl<'a> Url<'a> {
     fn split(url: &'a str) -> Url<'a> {
-        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
         let rest = &rest[..rest.find('#').unwrap_or(rest.len())];
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        Url {
-            scheme,
-            host,
-            path,
-            query,
-        }
+        Url { host, path, query }
     }
 }
 
@@ -219,7 +213,8 @@ async fn handle(
         head: op == Operation::HeadObject,
         range: None,
         host: at.host.to_string(),
-        scheme: at.scheme.to_string(),
+        if_none_match: None,
+        if_modified_since: None,
     };
     console_log!(
         "s3 {} {} by {}",

@@ -1414,3 +1414,526 @@ pub fn origin_requests_with_method(origin: &S3Origin, method: &str) -> Vec<Origi
         .filter(|r| r.method == method)
         .collect()
 }
+
+// Segmented objects, typed bindings, a failing edge cache, faults mid-body
+
+/// How [`Worker::start_with`] starts the Worker.
+#[derive(Debug, Default)]
+pub struct WorkerOptions {
+    /// Bindings as `wrangler.toml` gives them: strings, numbers and booleans (written to a
+    /// bindings file of mode 0600, not the command line).
+    pub bindings: Vec<(String, serde_json::Value)>,
+    /// Give the Worker a `caches.default` whose every call fails.
+    pub failing_cache: bool,
+}
+
+impl WorkerOptions {
+    /// Options with these string bindings.
+    pub fn strings(bindings: &[(String, String)]) -> WorkerOptions {
+        WorkerOptions {
+            bindings: bindings
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+            failing_cache: false,
+        }
+    }
+
+    /// Sets (or replaces) one binding.
+    pub fn set(mut self, name: &str, value: serde_json::Value) -> WorkerOptions {
+        self.bindings.retain(|(k, _)| k != name);
+        self.bindings.push((name.to_string(), value));
+        self
+    }
+}
+
+impl Worker {
+    /// Starts the release build (`build/`) with typed bindings and options.
+    pub fn start_with(options: WorkerOptions) -> Worker {
+        let entry = repo_root().join("build/index.js");
+        assert!(
+            entry.is_file(),
+            "{} is missing: build the Worker first (bash scripts/build-worker.sh)",
+            entry.display()
+        );
+        let dir = temp_dir("worker-");
+        let log = dir.path().join("worker.log");
+        let file = dir.path().join("bindings.json");
+        let object: serde_json::Map<String, serde_json::Value> =
+            options.bindings.into_iter().collect();
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut out = File::options()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&file)
+                .expect("create the bindings file");
+            serde_json::to_writer(&mut out, &object).expect("write the bindings file");
+        }
+        let mut cmd = Command::new("node");
+        cmd.arg(repo_root().join("scripts/run-worker.mjs"))
+            .args(["--port", "0", "--exit-on-stdin-close", "--script"])
+            .arg(&entry)
+            .arg("--bindings")
+            .arg(&file)
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if options.failing_cache {
+            cmd.arg("--failing-cache");
+        }
+        for name in BINDING_NAMES {
+            cmd.env_remove(name);
+        }
+        let mut process = ProcessGuard::spawn("worker", cmd, &log, true);
+        let (tx, rx) = mpsc::channel();
+        drain_lines(process.take_stdout().expect("stdout"), log.clone(), tx);
+        let port = wait_for_line(&rx, Duration::from_secs(60), |line| {
+            let url = line.strip_prefix("ready: http://")?;
+            url.parse::<SocketAddr>().ok().map(|a| a.port())
+        })
+        .unwrap_or_else(|| panic!("the Worker did not start\n{}", process.log_tail()));
+        Worker {
+            port,
+            process,
+            _dir: dir,
+        }
+    }
+
+    /// Everything the Worker logged so far (its console and the runtime's).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.process.log).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` until the Worker's log holds `count` lines containing `needle`;
+    /// false if it never does.
+    pub fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .log_text()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .count()
+                >= count
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The resident memory of the workerd process serving this Worker, in KiB.
+    pub fn workerd_rss_kib(&self) -> Option<u64> {
+        let group = self.process.pid().to_string();
+        for entry in fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid pgrp ...
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                continue;
+            };
+            let pgrp = rest.split_whitespace().nth(2);
+            if comm.ends_with("(workerd") && pgrp == Some(group.as_str()) {
+                let status = fs::read_to_string(entry.path().join("status")).ok()?;
+                return status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok());
+            }
+        }
+        None
+    }
+}
+
+/// An answer read to the end of its connection, however it ends: a body cut short of its
+/// `Content-Length` shows as `complete == false` instead of a panic.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Whether the body is as long as its `Content-Length` said.
+    pub complete: bool,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// GET `target` with `headers`, reading at most `rate` bytes per second (none: full speed),
+/// to the end of the connection; `during` is called about every 100 ms while the body
+/// arrives (for sampling memory).
+pub fn get_raw(
+    port: u16,
+    target: &str,
+    headers: &[(&str, &str)],
+    rate: Option<u64>,
+    mut during: impl FnMut(),
+) -> RawResponse {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the Worker");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("set timeout");
+    let mut head = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("send the request");
+    let started = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let want = match rate {
+            Some(rate) => {
+                // Read no faster than `rate` bytes per second since the start.
+                let allowed = (started.elapsed().as_secs_f64() * rate as f64) as usize + 16 * 1024;
+                if raw.len() >= allowed {
+                    thread::sleep(Duration::from_millis(10));
+                    if last_tick.elapsed() >= Duration::from_millis(100) {
+                        during();
+                        last_tick = Instant::now();
+                    }
+                    continue;
+                }
+                (allowed - raw.len()).min(buf.len())
+            }
+            None => buf.len(),
+        };
+        match stream.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("read the answer to {target}: {e}"),
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            during();
+            last_tick = Instant::now();
+        }
+    }
+    let end = find_head_end(&raw).unwrap_or_else(|| panic!("no answer head for {target}"));
+    let text = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end..].to_vec();
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let complete = if chunked {
+        let (decoded, whole) = dechunk(&body);
+        body = decoded;
+        whole
+    } else {
+        length.is_some_and(|len| body.len() == len)
+    };
+    RawResponse {
+        status,
+        headers,
+        body,
+        complete,
+    }
+}
+
+/// A chunked body decoded, and whether its last (empty) chunk arrived.
+fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let size = std::str::from_utf8(&raw[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok());
+        let Some(size) = size else {
+            return (out, false);
+        };
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return (out, true);
+        }
+        if raw.len() < size {
+            out.extend_from_slice(raw);
+            return (out, false);
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = raw.get(size + 2..).unwrap_or_default();
+    }
+}
+
+/// One object a [`RangeOrigin`] serves: its bytes and `ETag`.
+#[derive(Debug, Clone)]
+pub struct OriginObject {
+    pub bytes: Arc<Vec<u8>>,
+    pub etag: String,
+}
+
+/// What a [`RangeOrigin`] serves, changeable while it runs.
+#[derive(Debug, Default)]
+pub struct RangeOriginState {
+    /// Objects by the end of their request target (the key).
+    pub objects: Vec<(String, OriginObject)>,
+    /// A ranged GET whose range starts at `.0` sends `.1` bytes of its body, then drops the
+    /// connection.
+    pub cut: Option<(u64, usize)>,
+}
+
+/// An S3-like origin on 127.0.0.1 for faults s3s-fs cannot make: it answers GETs with Range
+/// (206 and `Content-Range`, 416 past the end), `ETag` and `If-Match` (412 when it differs)
+/// like S3, can change an object between requests and can drop a connection in the middle of
+/// a body. It does not check signatures. Every request is recorded; stopped when dropped.
+#[derive(Debug)]
+pub struct RangeOrigin {
+    pub port: u16,
+    pub state: Arc<Mutex<RangeOriginState>>,
+    requests: Arc<Mutex<Vec<OriginRequest>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RangeOrigin {
+    pub fn start(objects: Vec<(String, OriginObject)>) -> RangeOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind range origin");
+        let port = listener.local_addr().expect("range origin addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(RangeOriginState { objects, cut: None }));
+        let (reqs, stopping, shared) = (requests.clone(), stop.clone(), state.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (reqs, shared) = (reqs.clone(), shared.clone());
+                thread::spawn(move || answer_ranged(conn, &shared, &reqs));
+            }
+        });
+        RangeOrigin {
+            port,
+            state,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<OriginRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for RangeOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn answer_ranged(
+    mut conn: TcpStream,
+    state: &Mutex<RangeOriginState>,
+    requests: &Mutex<Vec<OriginRequest>>,
+) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = find_head_end(&buf) {
+            break end;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let request = parse_request_head(&buf[..end]);
+    requests.lock().unwrap().push(request.clone());
+    let (object, cut) = {
+        let state = state.lock().unwrap();
+        let object = state
+            .objects
+            .iter()
+            .find(|(key, _)| request.target.ends_with(key.as_str()))
+            .map(|(_, o)| o.clone());
+        (object, state.cut)
+    };
+    let xml = |status: &str, code: &str| {
+        let body = format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code></Error>");
+        raw_answer(
+            status,
+            &[
+                ("content-type", "application/xml"),
+                ("content-length", &body.len().to_string()),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let Some(object) = object else {
+        let _ = conn.write_all(&xml("404 Not Found", "NoSuchKey"));
+        return;
+    };
+    if let Some(tag) = request.header("if-match") {
+        if tag != object.etag {
+            let _ = conn.write_all(&xml("412 Precondition Failed", "PreconditionFailed"));
+            return;
+        }
+    }
+    let total = object.bytes.len() as u64;
+    let range = request.header("range").and_then(|r| {
+        let (first, last) = r.strip_prefix("bytes=")?.split_once('-')?;
+        let first: u64 = first.parse().ok()?;
+        let last: u64 = if last.is_empty() {
+            u64::MAX
+        } else {
+            last.parse().ok()?
+        };
+        Some((first, last))
+    });
+    let common = |extra: &[(&str, String)]| {
+        let mut head = vec![
+            ("etag".to_string(), object.etag.clone()),
+            (
+                "last-modified".to_string(),
+                "Wed, 02 Dec 2026 06:00:00 GMT".to_string(),
+            ),
+            ("accept-ranges".to_string(), "bytes".to_string()),
+            (
+                "content-type".to_string(),
+                "application/octet-stream".to_string(),
+            ),
+        ];
+        head.extend(extra.iter().map(|(n, v)| (n.to_string(), v.clone())));
+        head
+    };
+    let (status, headers, body): (&str, _, &[u8]) = match range {
+        Some((first, _)) if first >= total => {
+            let head = common(&[
+                ("content-range", format!("bytes */{total}")),
+                ("content-length", "0".to_string()),
+            ]);
+            ("416 Requested Range Not Satisfiable", head, &[])
+        }
+        Some((first, last)) => {
+            let last = last.min(total - 1);
+            let body = &object.bytes[first as usize..=last as usize];
+            let head = common(&[
+                ("content-range", format!("bytes {first}-{last}/{total}")),
+                ("content-length", body.len().to_string()),
+            ]);
+            ("206 Partial Content", head, body)
+        }
+        None => {
+            let head = common(&[("content-length", total.to_string())]);
+            ("200 OK", head, &object.bytes[..])
+        }
+    };
+    let named: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let head = raw_answer(status, &named, &[]);
+    if conn.write_all(&head).is_err() {
+        return;
+    }
+    let cut_at = match (cut, range) {
+        (Some((at, after)), Some((first, _))) if at == first => Some(after),
+        _ => None,
+    };
+    match cut_at {
+        Some(after) => {
+            let _ = conn.write_all(&body[..after.min(body.len())]);
+            let _ = conn.flush();
+            // Drop the connection in the middle of the body.
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        None => {
+            let _ = conn.write_all(body);
+            let _ = conn.flush();
+        }
+    }
+}
+
+/// Puts `body` into the bucket of `origin` under `key` with a signed S3 PUT (s3s-fs keeps the
+/// headers given, `Content-Encoding` among them). Panics unless s3s-fs answers 200.
+pub fn put_object(origin: &S3Origin, key: &str, body: &[u8], headers: &[(&str, &str)]) {
+    use nix_spaces_cache::sigv4::{self, Credentials, S3Request, SigningTime};
+    let host = format!("127.0.0.1:{}", origin.direct_port);
+    let path = sigv4::s3_object_path(&origin.bucket, key);
+    let extra: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let payload = sha256_hex(body);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as f64;
+    let signed = sigv4::sign_s3(
+        &S3Request {
+            method: "PUT",
+            host: &host,
+            path: &path,
+            query: "",
+            extra_headers: &extra,
+            payload_hash: &payload,
+        },
+        &Credentials::new(origin.access_key.clone(), origin.secret_key.clone()),
+        "us-east-1",
+        SigningTime::from_unix_millis(now),
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", origin.direct_port)).expect("connect s3s-fs");
+    let mut head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (n, v) in extra.iter().chain(signed.iter()) {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes()).expect("send PUT");
+    stream.write_all(body).expect("send PUT body");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "PUT {key} to s3s-fs: {answer}"
+    );
+}
