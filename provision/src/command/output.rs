@@ -1,6 +1,7 @@
 //! `provision output [--json]`: what a person needs next, from the config alone (no API
 //! calls): the substituter URL, `nix.conf` lines, the `wrangler.toml` route and vars, the
-//! `wrangler secret` commands, and the command that pushes to the bucket.
+//! `wrangler secret` commands, and the commands that push (through the Worker, or straight to
+//! the bucket).
 
 use std::process::ExitCode;
 
@@ -24,7 +25,9 @@ pub struct Output {
     pub nix_conf: Vec<String>,
     pub wrangler_toml: String,
     pub wrangler_secret_commands: Vec<String>,
-    pub push_command: String,
+    /// How to push: through the Worker (HTTPS with a token; its S3 endpoint for big NARs),
+    /// or straight to the bucket.
+    pub push_commands: Vec<String>,
 }
 
 impl Output {
@@ -89,11 +92,29 @@ impl Output {
             substituter,
             wrangler_toml,
             wrangler_secret_commands,
-            push_command: format!(
-                "nix copy --to 's3://{bucket}?endpoint={host}&region={region}' ./result",
-                bucket = config.bucket,
-                region = config.region
-            ),
+            push_commands: vec![
+                "cargo run -p provision -- token --name ci --scope write --expires-in 90d   \
+                 # with TOKEN_SECRET set; put the netrc line it prints in the file nix.conf's \
+                 netrc-file names"
+                    .to_owned(),
+                format!("nix copy --to https://{} ./result", config.hostname),
+                "cargo run -p provision -- token --s3 --name ci --scope write --expires-in 90d   \
+                 # NARs over the zone's body limit: export the two lines it prints (Nix 2.33 and later)"
+                    .to_owned(),
+                format!(
+                    "nix copy --to 's3://{bucket}?endpoint=https://{hostname}&multipart-upload=true\
+                     &multipart-chunk-size=67108864&multipart-threshold=67108864' ./result",
+                    bucket = config.bucket,
+                    hostname = config.hostname
+                ),
+                format!(
+                    "nix copy --to 's3://{bucket}?endpoint={host}&region={region}&secret-key=cache.secret' \
+                     ./result   # or straight to the bucket, with a read-write Spaces key as \
+                     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+                    bucket = config.bucket,
+                    region = config.region
+                ),
+            ],
         }
     }
 }
@@ -120,8 +141,10 @@ pub fn run(args: &OutputArgs, config: &Config) -> anyhow::Result<ExitCode> {
     for c in &out.wrangler_secret_commands {
         println!("  {c}");
     }
-    println!("\nPush build results (with a read-write Spaces key as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY):");
-    println!("  {}", out.push_command);
+    println!("\nPush build results through the Worker (README, Pushing):");
+    for c in &out.push_commands {
+        println!("  {c}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -170,9 +193,17 @@ mod tests {
             "npx wrangler secret put SPACES_SECRET_ACCESS_KEY --name nix-cache"
         );
         assert_eq!(
-            out.push_command,
-            "nix copy --to 's3://nix-store?endpoint=fra1.digitaloceanspaces.com&region=fra1' ./result"
+            out.push_commands[1],
+            "nix copy --to https://cache.example.com ./result"
         );
+        assert_eq!(
+            out.push_commands[3],
+            "nix copy --to 's3://nix-store?endpoint=https://cache.example.com&multipart-upload=true\
+             &multipart-chunk-size=67108864&multipart-threshold=67108864' ./result"
+        );
+        assert!(out.push_commands[4].starts_with(
+            "nix copy --to 's3://nix-store?endpoint=fra1.digitaloceanspaces.com&region=fra1&secret-key=cache.secret' ./result"
+        ));
         assert!(!out.wrangler_toml.contains("PRIVATE"));
     }
 
