@@ -39,8 +39,6 @@ pub(crate) fn request(
     range: Option<&str>,
     if_match: Option<&str>,
 ) -> Result<Promise, EdgeError> {
-    let config = &isolate.config;
-    let path = sigv4::s3_object_path(&config.bucket, key);
     let mut extra: Vec<(String, String)> = Vec::new();
     if let Some(tag) = if_match {
         extra.push(("if-match".to_string(), tag.to_string()));
@@ -48,33 +46,59 @@ pub(crate) fn request(
     if let Some(range) = range {
         extra.push(("range".to_string(), range.to_string()));
     }
+    signed(isolate, "GET", key, "", &extra, EMPTY_SHA256, None)
+}
+
+/// One request for `key` in the bucket, path-style and SigV4-signed with the Worker's own key:
+/// `query` encoded and without `?` (`partNumber=1&uploadId=…`), `extra` the headers to sign
+/// and send besides the signer's, `payload_hash` what the body is signed as. The promise of
+/// the origin's `Response`, which rejects only when the origin cannot be reached; redirects
+/// are not followed, and the answer's body is taken as the bucket holds it.
+pub(crate) fn signed(
+    isolate: &Isolate,
+    method: &str,
+    key: &str,
+    query: &str,
+    extra: &[(String, String)],
+    payload_hash: &str,
+    body: Option<&JsValue>,
+) -> Result<Promise, EdgeError> {
+    let config = &isolate.config;
+    let path = sigv4::s3_object_path(&config.bucket, key);
     let time = SigningTime::from_unix_millis(js_sys::Date::now());
     let signed = sigv4::sign_s3_keyed(
         &S3Request {
-            method: "GET",
+            method,
             host: &config.endpoint.host,
             path: &path,
-            query: "",
-            extra_headers: &extra,
-            payload_hash: EMPTY_SHA256,
+            query,
+            extra_headers: extra,
+            payload_hash,
         },
         &config.credentials,
         &config.region,
         time,
         &mut isolate.signing_keys.borrow_mut(),
     );
-
     let headers = Headers::new().map_err(js::failed("new Headers"))?;
     for (name, value) in extra.iter().chain(signed.iter()) {
         js::set(&headers, name, value)?;
     }
     let init = RequestInit::new();
-    init.set_method("GET");
+    init.set_method(method);
     init.set_headers(&headers);
     init.set_redirect(RequestRedirect::Manual);
     js::manual_encoding(&init, "encodeResponseBody")?;
+    if let Some(body) = body {
+        init.set_body(body);
+    }
+    let mut url = config.endpoint.url(&path);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    Ok(global.fetch_with_str_and_init(&config.endpoint.url(&path), &init))
+    Ok(global.fetch_with_str_and_init(&url, &init))
 }
 
 /// Judges the origin's answer and hands the verdict to `then`. Returns what `then` returns,

@@ -26,8 +26,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{
-    Cache, Headers, ReadableStream, ReadableStreamDefaultReader, Request, RequestInit,
-    RequestRedirect, Response, WritableStream,
+    Cache, ReadableStream, ReadableStreamDefaultReader, Request, Response, WritableStream,
 };
 use worker::worker_sys::ext::CacheStorageExt;
 use worker::{console_log, console_warn};
@@ -36,7 +35,7 @@ use crate::narinfo::{self, NarInfo};
 use crate::nix::Route;
 use crate::policy::{self, FailReason};
 use crate::push::{self, Refused, WriteVerdict};
-use crate::sigv4::{self, S3Request, SigningTime, EMPTY_SHA256, UNSIGNED_PAYLOAD};
+use crate::sigv4::{self, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 
 use super::isolate::Isolate;
 use super::{js, EdgeError, Incoming};
@@ -477,39 +476,5 @@ pub(crate) fn send_with_query(
     payload_hash: &str,
     body: Option<&JsValue>,
 ) -> Result<Promise, EdgeError> {
-    let config = &isolate.config;
-    let path = sigv4::s3_object_path(&config.bucket, key);
-    let time = SigningTime::from_unix_millis(js_sys::Date::now());
-    let signed = sigv4::sign_s3_keyed(
-        &S3Request {
-            method,
-            host: &config.endpoint.host,
-            path: &path,
-            query,
-            extra_headers: &extra,
-            payload_hash,
-        },
-        &config.credentials,
-        &config.region,
-        time,
-        &mut isolate.signing_keys.borrow_mut(),
-    );
-    let headers = Headers::new().map_err(js::failed("new Headers"))?;
-    for (name, value) in extra.iter().chain(signed.iter()) {
-        js::set(&headers, name, value)?;
-    }
-    let init = RequestInit::new();
-    init.set_method(method);
-    init.set_headers(&headers);
-    init.set_redirect(RequestRedirect::Manual);
-    if let Some(body) = body {
-        init.set_body(body);
-    }
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let mut url = config.endpoint.url(&path);
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
-    Ok(global.fetch_with_str_and_init(&url, &init))
+    super::origin::signed(isolate, method, key, query, &extra, payload_hash, body)
 }
