@@ -116,6 +116,18 @@ const CREDENTIAL_CODES: [&str; 6] = [
     "AuthorizationHeaderMalformed",
 ];
 
+/// Why a 403 other than a missing key refused the Worker: its credentials (or clock) when
+/// S3's code says so, else the code as given, if any.
+pub fn forbidden(s3_code: Option<&str>) -> FailReason {
+    match s3_code {
+        Some(code) => match CREDENTIAL_CODES.into_iter().find(|known| *known == code) {
+            Some(known) => FailReason::BadCredentials(known),
+            None => FailReason::Forbidden(Some(code.to_string())),
+        },
+        None => FailReason::Forbidden(None),
+    }
+}
+
 /// Judges the origin's answer. `status` is the origin's status; `s3_code` the `<Code>` of its
 /// S3 XML error body, if any (see [`s3_error_code`]).
 pub fn classify_origin(status: u16, s3_code: Option<&str>) -> OriginVerdict {
@@ -127,13 +139,7 @@ pub fn classify_origin(status: u16, s3_code: Option<&str>) -> OriginVerdict {
         404 => OriginVerdict::Missing,
         403 => match s3_code {
             Some("AccessDenied" | "NoSuchKey") => OriginVerdict::Missing,
-            Some(code) => OriginVerdict::Fail(
-                match CREDENTIAL_CODES.into_iter().find(|known| *known == code) {
-                    Some(known) => FailReason::BadCredentials(known),
-                    None => FailReason::Forbidden(Some(code.to_string())),
-                },
-            ),
-            None => OriginVerdict::Fail(FailReason::Forbidden(None)),
+            code => OriginVerdict::Fail(forbidden(code)),
         },
         500..=599 => OriginVerdict::Fail(FailReason::OriginError(status)),
         _ => OriginVerdict::Fail(FailReason::Unexpected(status)),

@@ -145,27 +145,13 @@ pub enum WriteVerdict {
 
 /// Judges the origin's answer to a write from its status and S3 error code.
 pub fn judge_write(status: u16, s3_code: Option<&str>) -> WriteVerdict {
-    const CREDENTIALS: [&str; 6] = [
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "RequestTimeTooSkewed",
-        "InvalidToken",
-        "ExpiredToken",
-        "AuthorizationHeaderMalformed",
-    ];
     if (200..300).contains(&status) {
         return WriteVerdict::Done;
     }
     match s3_code {
         Some("XAmzContentSHA256Mismatch" | "BadDigest") => WriteVerdict::DigestMismatch,
         Some("NoSuchBucket") => WriteVerdict::Fail(FailReason::NoSuchBucket),
-        Some(code) if status == 403 => {
-            WriteVerdict::Fail(match CREDENTIALS.into_iter().find(|known| *known == code) {
-                Some(known) => FailReason::BadCredentials(known),
-                None => FailReason::Forbidden(Some(code.to_string())),
-            })
-        }
-        None if status == 403 => WriteVerdict::Fail(FailReason::Forbidden(None)),
+        code if status == 403 => WriteVerdict::Fail(crate::policy::forbidden(code)),
         _ if status >= 500 => WriteVerdict::Fail(FailReason::OriginError(status)),
         _ => WriteVerdict::Fail(FailReason::Unexpected(status)),
     }
