@@ -67,14 +67,21 @@ pub fn run(args: &GcArgs, config: &Config) -> anyhow::Result<ExitCode> {
 
 /// A client with only the Spaces key of the environment.
 fn spaces_client(config: &Config) -> anyhow::Result<SpacesClient> {
-    let var = |(name, needs): (&'static str, &'static str)| {
+    let var = |name: &'static str| {
         std::env::var(name)
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .with_context(|| format!("{name} is not set: gc needs {needs}"))
+            .with_context(|| {
+                format!(
+                    "{name} is not set: gc needs a Spaces key that may list, read, write and \
+                     delete objects in bucket {} (SPACES_ACCESS_KEY_ID and \
+                     SPACES_SECRET_ACCESS_KEY)",
+                    config.bucket
+                )
+            })
     };
-    let key_id = var(SPACES_ACCESS_KEY_ID)?;
-    let secret = var(SPACES_SECRET_ACCESS_KEY)?;
+    let key_id = var(SPACES_ACCESS_KEY_ID.0)?;
+    let secret = var(SPACES_SECRET_ACCESS_KEY.0)?;
     let endpoint = std::env::var("SPACES_ENDPOINT")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -84,8 +91,19 @@ fn spaces_client(config: &Config) -> anyhow::Result<SpacesClient> {
         .context("SPACES_ENDPOINT")
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+/// Bytes as people read them: `512 B`, `3.4 KiB`, `1.2 MiB`, `5.0 GiB`.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn print_report(report: &Report, dry_run: bool) {
@@ -145,9 +163,9 @@ fn print_report(report: &Report, dry_run: bool) {
             "  {:<13} {verb} {:>8} ({:>12}), keep {:>8} ({:>12})",
             kind.name(),
             goes.count,
-            mib(goes.bytes),
+            human(goes.bytes),
             stays.count,
-            mib(stays.bytes)
+            human(stays.bytes)
         );
     }
     let why = |k: Keep| plan.kept_why.get(&k).copied().unwrap_or(0);
@@ -175,10 +193,22 @@ fn print_report(report: &Report, dry_run: bool) {
     let count: u64 = gone.values().map(|t| t.count).sum();
     println!(
         "summary: {verb} {count} objects, {} {}",
-        mib(bytes),
+        human(bytes),
         if dry_run { "would be freed" } else { "freed" }
     );
     if !dry_run {
         println!("deleting took {:.1} s", report.deleting_time.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_are_written_for_people() {
+        assert_eq!(super::human(0), "0 B");
+        assert_eq!(super::human(1023), "1023 B");
+        assert_eq!(super::human(1536), "1.5 KiB");
+        assert_eq!(super::human(877_684), "857.1 KiB");
+        assert_eq!(super::human(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 }
