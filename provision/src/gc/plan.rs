@@ -361,6 +361,21 @@ impl GcPlan {
     }
 }
 
+/// [`closure`] with the NARs the listing holds.
+pub fn closure_of_listing(
+    listing: &[Listed],
+    narinfos: &BTreeMap<String, NarInfoEntry>,
+    policy: Policy,
+    now: i64,
+) -> Closure {
+    let nars: HashSet<&str> = listing
+        .iter()
+        .filter(|l| Class::of(&l.key) == Class::Nar)
+        .map(|l| l.key.as_str())
+        .collect();
+    closure(narinfos, |key| nars.contains(key), policy, now)
+}
+
 /// Plans a whole collection: `listing` is every object in the bucket, `narinfos` the read
 /// narinfos by hash, `contents` what was read from the objects that
 /// [`Decider::needs_contents`] asked for, by key.
@@ -371,12 +386,19 @@ pub fn plan_gc(
     policy: Policy,
     now: i64,
 ) -> GcPlan {
-    let nars: HashSet<&str> = listing
-        .iter()
-        .filter(|l| Class::of(&l.key) == Class::Nar)
-        .map(|l| l.key.as_str())
-        .collect();
-    let closure = closure(narinfos, |key| nars.contains(key), policy, now);
+    let closure = closure_of_listing(listing, narinfos, policy, now);
+    plan_with(listing, closure, contents, policy, now)
+}
+
+/// [`plan_gc`] for a closure already worked out (the run loop needs it earlier, to know which
+/// objects to open).
+pub fn plan_with(
+    listing: &[Listed],
+    closure: Closure,
+    contents: &HashMap<String, Result<String, Unreadable>>,
+    policy: Policy,
+    now: i64,
+) -> GcPlan {
     let decider = Decider {
         closure: &closure,
         policy,

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::facts::{self, Unreadable};
-use super::plan::{plan_gc, Class, Decider, Delete, GcPlan, Listed, NarInfoEntry, Policy, Tally};
+use super::plan::{
+    closure_of_listing, plan_with, Class, Decider, Delete, GcPlan, Listed, NarInfoEntry, Policy,
+    Tally,
+};
 
 /// The bucket as gc needs it. Each method is one S3 call (a listing page, GET, HEAD, DELETE,
 /// PUT); errors say which call and key failed.
@@ -134,17 +137,7 @@ pub fn run(
     report.narinfos_read = narinfos.len() as u64;
 
     // The files whose contents decide whether they stay: only those that would otherwise go.
-    let nars: std::collections::HashSet<&str> = listing
-        .iter()
-        .filter(|l| Class::of(&l.key) == Class::Nar)
-        .map(|l| l.key.as_str())
-        .collect();
-    let closure = super::plan::closure(
-        &narinfos,
-        |key| nars.contains(key),
-        options.policy,
-        options.now,
-    );
+    let closure = closure_of_listing(&listing, &narinfos, options.policy, options.now);
     let decider = Decider {
         closure: &closure,
         policy: options.policy,
@@ -168,7 +161,7 @@ pub fn run(
         .collect();
 
     report.reading_time = started.elapsed();
-    report.plan = plan_gc(&listing, &narinfos, &contents, options.policy, options.now);
+    report.plan = plan_with(&listing, closure, &contents, options.policy, options.now);
     if options.dry_run {
         return Ok(report);
     }
