@@ -139,6 +139,15 @@ pub fn default_spaces_endpoint(region: &str) -> String {
     format!("https://{region}.digitaloceanspaces.com")
 }
 
+/// `SPACES_ENDPOINT` from the process environment without a trailing `/`; `None` when unset
+/// or blank (then [`default_spaces_endpoint`] applies).
+pub fn spaces_endpoint_var() -> Option<String> {
+    std::env::var("SPACES_ENDPOINT")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim_end_matches('/').to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

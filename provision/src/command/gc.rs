@@ -15,7 +15,9 @@ use nix_spaces_cache::sigv4::Credentials;
 
 use crate::api::spaces::SpacesClient;
 use crate::config::Config;
-use crate::env::{default_spaces_endpoint, SPACES_ACCESS_KEY_ID, SPACES_SECRET_ACCESS_KEY};
+use crate::env::{
+    default_spaces_endpoint, spaces_endpoint_var, SPACES_ACCESS_KEY_ID, SPACES_SECRET_ACCESS_KEY,
+};
 use crate::gc::bucket::SpacesBucket;
 use crate::gc::plan::{Keep, Kind, Policy};
 use crate::gc::run::{run as collect, Options, Progress, Report};
@@ -82,11 +84,7 @@ fn spaces_client(config: &Config) -> anyhow::Result<SpacesClient> {
     };
     let key_id = var(SPACES_ACCESS_KEY_ID.0)?;
     let secret = var(SPACES_SECRET_ACCESS_KEY.0)?;
-    let endpoint = std::env::var("SPACES_ENDPOINT")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| v.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| default_spaces_endpoint(&config.region));
+    let endpoint = spaces_endpoint_var().unwrap_or_else(|| default_spaces_endpoint(&config.region));
     SpacesClient::new(&endpoint, &config.region, Credentials::new(key_id, secret))
         .context("SPACES_ENDPOINT")
 }

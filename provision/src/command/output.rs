@@ -120,10 +120,8 @@ impl Output {
 }
 
 pub fn run(args: &OutputArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let endpoint = std::env::var("SPACES_ENDPOINT")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let out = Output::new(config, endpoint.as_deref().map(|e| e.trim_end_matches('/')));
+    let endpoint = crate::env::spaces_endpoint_var();
+    let out = Output::new(config, endpoint.as_deref());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
