@@ -234,26 +234,11 @@ impl Miss {
             return js::response(None, &response_init(status, &headers)?);
         }
         let pieces = layout.pieces(range);
-        let key = self
-            .incoming
-            .route
-            .object_key()
-            .ok_or_else(|| EdgeError::Internal("object route without a key".into()))?;
         let source = match first {
             Some(first) => Source::Cold(first),
             None => Source::Warm,
         };
-        let stream = Stream {
-            isolate: self.isolate,
-            cache: self.cache,
-            ctx: self.ctx,
-            object_key: key,
-            cache_key: self.cache_key,
-            kind: self.incoming.route.kind(),
-            layout,
-            version,
-            whole_entry: None,
-        };
+        let stream = self.into_stream(layout, version, None)?;
         segmented::respond(
             stream,
             pieces,
@@ -410,30 +395,42 @@ impl Miss {
                 js::set(&whole, "content-length", &total.to_string())?;
                 js::set(&headers, "content-range", &range.content_range(total))?;
                 let etag = from.get("etag").map_err(js::failed("Headers.get"))?;
-                let key = self
-                    .incoming
-                    .route
-                    .object_key()
-                    .ok_or_else(|| EdgeError::Internal("object route without a key".into()))?;
-                let stream = Stream {
-                    isolate: self.isolate,
-                    cache: self.cache,
-                    ctx: self.ctx,
-                    object_key: key,
-                    cache_key: self.cache_key,
-                    kind: self.incoming.route.kind(),
-                    layout,
-                    version: Version {
-                        etag: etag.unwrap_or_default(),
-                        total,
-                    },
-                    whole_entry: Some(response_init(200, &whole)?),
+                let version = Version {
+                    etag: etag.unwrap_or_default(),
+                    total,
                 };
+                let stream =
+                    self.into_stream(layout, version, Some(response_init(200, &whole)?))?;
                 let pieces = layout.pieces(range);
                 let init = response_init(206, &headers)?;
                 segmented::respond(stream, pieces, Source::Cold(found), &init, range.len())
             }
         }
+    }
+
+    /// The segment stream that serves this object's `version` in `layout`.
+    fn into_stream(
+        self,
+        layout: Layout,
+        version: Version,
+        whole_entry: Option<ResponseInit>,
+    ) -> Result<Stream, EdgeError> {
+        let object_key = self
+            .incoming
+            .route
+            .object_key()
+            .ok_or_else(|| EdgeError::Internal("object route without a key".into()))?;
+        Ok(Stream {
+            isolate: self.isolate,
+            cache: self.cache,
+            ctx: self.ctx,
+            object_key,
+            cache_key: self.cache_key,
+            kind: self.incoming.route.kind(),
+            layout,
+            version,
+            whole_entry,
+        })
     }
 
     /// Stores the head entry of a segmented object: its headers, its length and the segment
