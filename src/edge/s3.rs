@@ -35,6 +35,7 @@ use crate::sigv4::{self, EMPTY_SHA256};
 use crate::token::Scope;
 
 use super::isolate::Isolate;
+use super::origin;
 use super::upload::{self, FixedLengthStream};
 use super::{cache, js, EdgeError, Incoming};
 
@@ -354,12 +355,12 @@ async fn create(
         "content-type".to_string(),
         incoming.route.content_type().to_string(),
     )];
-    let promise = upload::send_with_query(
+    let promise = origin::signed(
         isolate,
         "POST",
         &key,
         &op.origin_query(),
-        extra,
+        &extra,
         EMPTY_SHA256,
         None,
     )
@@ -405,12 +406,12 @@ async fn upload_part(
             .map_err(|_| S3Error::new(ErrorCode::InternalError, "getWriter"))?
             .close(),
     };
-    let promise = upload::send_with_query(
+    let promise = origin::signed(
         isolate,
         "PUT",
         &key,
         &op.origin_query(),
-        Vec::new(),
+        &[],
         payload.origin_hash(),
         Some(&stream.readable()),
     )
@@ -460,12 +461,12 @@ async fn complete(
             "The XML you provided was not well-formed or did not validate against our published schema.",
         ));
     }
-    let promise = upload::send_with_query(
+    let promise = origin::signed(
         isolate,
         "POST",
         &key,
         &op.origin_query(),
-        vec![("content-type".to_string(), "application/xml".to_string())],
+        &[("content-type".to_string(), "application/xml".to_string())],
         &sigv4::sha256_hex(text.as_bytes()),
         Some(&JsValue::from_str(&text)),
     )
@@ -483,12 +484,12 @@ async fn abort(
     op: &Operation,
 ) -> Result<Response, S3Error> {
     let key = key_of(&incoming.route)?;
-    let promise = upload::send_with_query(
+    let promise = origin::signed(
         isolate,
         "DELETE",
         &key,
         &op.origin_query(),
-        Vec::new(),
+        &[],
         EMPTY_SHA256,
         None,
     )

@@ -38,6 +38,7 @@ use crate::push::{self, Refused, WriteVerdict};
 use crate::sigv4::{self, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 
 use super::isolate::Isolate;
+use super::origin;
 use super::{js, EdgeError, Incoming};
 
 #[wasm_bindgen]
@@ -268,11 +269,12 @@ async fn put_narinfo(
         "content-type".to_string(),
         incoming.route.content_type().to_string(),
     )];
-    let sent = send(
+    let sent = origin::signed(
         isolate,
         "PUT",
         &key,
-        extra,
+        "",
+        &extra,
         &hash,
         Some(&JsValue::from_str(&text)),
     )?;
@@ -307,11 +309,12 @@ async fn stream_put(
     // The pipe's own outcome is the origin's to tell: a body that ends early or an origin
     // that goes away both fail the PUT. Its rejection is handled here so none goes unseen.
     let _ = js::settled(&piped, |_| JsValue::UNDEFINED);
-    let sent = send(
+    let sent = origin::signed(
         isolate,
         "PUT",
         key,
-        extra,
+        "",
+        &extra,
         payload_hash,
         Some(&stream.readable()),
     )?;
@@ -391,7 +394,7 @@ pub(crate) async fn read_all(
 
 /// The size of `key` in the bucket (one signed HEAD), `None` when it is not there.
 async fn stored_size(isolate: &Isolate, key: &str) -> Result<Option<u64>, EdgeError> {
-    let sent = send(isolate, "HEAD", key, Vec::new(), EMPTY_SHA256, None)?;
+    let sent = origin::signed(isolate, "HEAD", key, "", &[], EMPTY_SHA256, None)?;
     let answer: Response = JsFuture::from(sent)
         .await
         .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?
@@ -452,29 +455,4 @@ pub(crate) async fn forget_at_edge(incoming: &Incoming) {
             );
         }
     }
-}
-
-/// A signed request for `key` to the bucket: the promise of the origin's `Response`.
-fn send(
-    isolate: &Isolate,
-    method: &str,
-    key: &str,
-    extra: Vec<(String, String)>,
-    payload_hash: &str,
-    body: Option<&JsValue>,
-) -> Result<Promise, EdgeError> {
-    send_with_query(isolate, method, key, "", extra, payload_hash, body)
-}
-
-/// [`send`] with a query (encoded, without `?`), e.g. `partNumber=1&uploadId=…`.
-pub(crate) fn send_with_query(
-    isolate: &Isolate,
-    method: &str,
-    key: &str,
-    query: &str,
-    extra: Vec<(String, String)>,
-    payload_hash: &str,
-    body: Option<&JsValue>,
-) -> Result<Promise, EdgeError> {
-    super::origin::signed(isolate, method, key, query, &extra, payload_hash, body)
 }
