@@ -12,6 +12,8 @@
 //!   `nix copy --from` with a `read` token works.
 //! - `a_remembered_miss_is_forgotten_by_a_push`.
 //! - `an_origin_that_is_down_or_refuses_writes_is_a_502_naming_it`.
+//! - `a_corrupt_nar_an_origin_took_is_deleted_again`: an origin that does not check the payload
+//!   hash stores what it is sent; the Worker's own hash makes it a 400 and deletes it.
 //! - `nix_pushes_nar_listings_too`: `write-nar-listing=true`, listings stored and served back.
 //!
 //! Every test checks that no token, `TOKEN_SECRET` or `SIGNING_KEY` shows in any response or
@@ -495,12 +497,15 @@ fn bad_uploads_are_refused_and_store_nothing() {
             wrong[last] ^= 0xff;
             let before = origin_requests_with_method(&origin, "PUT").len();
             let r = put(&worker, &nar_target, auth, &[], Body::Bytes(&wrong));
-            // The Worker signs the PUT with the SHA-256 the name promises. Spaces and S3 answer a
-            // mismatch with 400 XAmzContentSHA256Mismatch (the Worker's 400); s3s-fs 0.14.1 with
-            // 500 InternalError after logging Sha256Mismatch (the Worker's 502). Either way the
-            // origin keeps nothing (checked below).
-            assert_status(&r, 502, "NAR body mismatch at s3s-fs");
-            assert_eq!(r.text(), "origin answered 500\n");
+            // The Worker signs the PUT with the SHA-256 the name promises (Spaces and S3 answer
+            // a mismatch with 400 XAmzContentSHA256Mismatch; s3s-fs 0.14.1 with 500
+            // InternalError) and hashes the bytes itself as they pass: the client's 400 either
+            // way, and the origin keeps nothing (checked below).
+            assert_status(&r, 400, "NAR body mismatch");
+            assert_eq!(
+                r.text(),
+                "NAR body does not hash to its file name: nothing stored\n"
+            );
             let puts = origin_requests_with_method(&origin, "PUT");
             assert_eq!(puts.len(), before + 1);
             let sent = puts.last().unwrap();
@@ -984,6 +989,58 @@ fn an_origin_that_is_down_or_refuses_writes_is_a_502_naming_it() {
         );
     }
     secrets.assert_kept(&[&token], &responses, &refusing);
+}
+
+#[test]
+fn a_corrupt_nar_an_origin_took_is_deleted_again() {
+    let seed = seed();
+    let secrets = Secrets::new();
+    let info = seed.narinfo(&seed.top_path);
+    let nar = fs::read(seed.cache.join(&info.url)).unwrap();
+    let nar_target = format!("/{}", info.url);
+    let token = secrets.token(Scope::Write, 3600);
+    let auth = bearer(&token);
+    // Takes every request for the NAR's key (HEAD, PUT, DELETE) after reading its body whole,
+    // and checks no hash: what an origin that ignores `x-amz-content-sha256` does.
+    let origin = support::ScriptedOrigin::start_reading(vec![(
+        info.url.clone(),
+        support::raw_answer("200 OK", &[("content-length", "0")], b""),
+    )]);
+    let worker = Worker::start(&[
+        ("SPACES_ENDPOINT".to_string(), origin.url()),
+        ("SPACES_BUCKET".into(), BUCKET.into()),
+        ("SPACES_REGION".into(), "us-east-1".into()),
+        ("SPACES_ACCESS_KEY_ID".into(), "AKIDEXAMPLE".into()),
+        ("SPACES_SECRET_ACCESS_KEY".into(), random_hex(20)),
+        ("TOKEN_SECRET".into(), secrets.token_secret.clone()),
+    ]);
+    let methods = || -> Vec<String> {
+        origin
+            .requests()
+            .into_iter()
+            .filter(|r| r.target.ends_with(&info.url))
+            .map(|r| r.method)
+            .collect()
+    };
+
+    let mut wrong = nar.clone();
+    wrong[0] ^= 0xff;
+    let r = put(&worker, &nar_target, Some(&auth), &[], Body::Bytes(&wrong));
+    assert_status(&r, 400, "a corrupt NAR the origin took");
+    assert_eq!(
+        r.text(),
+        "NAR body does not hash to its file name: nothing stored\n"
+    );
+    assert_eq!(methods(), ["HEAD", "PUT", "DELETE"], "what the origin saw");
+
+    let r = put(&worker, &nar_target, Some(&auth), &[], Body::Bytes(&nar));
+    assert_status(&r, 200, "the NAR as its name promises");
+    assert_eq!(
+        methods(),
+        ["HEAD", "PUT", "DELETE", "HEAD", "PUT"],
+        "a good NAR is not deleted"
+    );
+    secrets.assert_kept(&[&token], &[r], &worker);
 }
 
 #[test]

@@ -24,6 +24,7 @@
 
 mod auth;
 mod cache;
+mod digest;
 mod entries;
 mod error;
 mod isolate;

@@ -7,13 +7,13 @@
 //!   its NAR checked with one HEAD (it must be there with exactly `FileSize` bytes), signed with
 //!   `SIGNING_KEY` unless already signed by that key name, written, and then this location's
 //!   edge entry for it (a remembered miss) is deleted.
-//! - a NAR: skipped when the bucket has it already; otherwise piped by the runtime through a
-//!   `FixedLengthStream` (so Spaces gets a `Content-Length`; nothing is buffered). The PUT is
-//!   signed with the SHA-256 the NAR's name promises as `x-amz-content-sha256`, so the origin
-//!   itself refuses a body that does not match and keeps nothing of it: Spaces and S3 answer
-//!   400 `XAmzContentSHA256Mismatch` (the Worker's 400), s3s-fs 500 `InternalError` after
-//!   logging `Sha256Mismatch` (the Worker's 502). Hashing in the Worker instead cost 0.4 to
-//!   0.66 of the direct upload speed (BENCHMARKS.md, "Uploads").
+//! - a NAR: skipped when the bucket has it already; otherwise passed chunk by chunk into a
+//!   `FixedLengthStream` (so Spaces gets a `Content-Length`; at most one chunk is held) while
+//!   the runtime hashes it ([`digest`]). The PUT is signed with the SHA-256 the NAR's name
+//!   promises as `x-amz-content-sha256`, so Spaces and S3 refuse a body that does not match
+//!   and keep nothing of it; the Worker's own hash makes that the client's 400 whatever the
+//!   origin answered (s3s-fs answers 500), and deletes what an origin that did not check
+//!   stored.
 //! - listings, logs, debug info, realisations: streamed with `UNSIGNED-PAYLOAD`, keeping the
 //!   client's `Content-Type` and `Content-Encoding`.
 //!
@@ -37,6 +37,7 @@ use crate::policy::{self, FailReason};
 use crate::push::{self, Refused, WriteVerdict};
 use crate::sigv4::{self, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 
+use super::digest;
 use super::isolate::Isolate;
 use super::origin;
 use super::{js, EdgeError, Incoming};
@@ -324,8 +325,10 @@ async fn stream_put(
     written(answer.unchecked_into()).await
 }
 
-/// Streams a NAR to the origin, signed with the SHA-256 its name promises: S3 (and Spaces)
-/// refuse a body that does not match, and keep nothing of it.
+/// Streams a NAR to the origin, signed with the SHA-256 its name promises, while the runtime
+/// hashes the bytes as they pass ([`digest`]). Spaces and S3 refuse a body that does not match
+/// and keep nothing of it; whatever the origin answered, a body whose hash is not its name is
+/// the client's 400, and an origin that stored it anyway has it deleted again.
 async fn put_nar(
     req: &Request,
     isolate: &Isolate,
@@ -335,16 +338,66 @@ async fn put_nar(
     content_type: &str,
 ) -> Result<Response, EdgeError> {
     let extra = vec![("content-type".to_string(), content_type.to_string())];
-    match stream_put(req, isolate, key, length, extra, expected_hex).await {
-        Ok(()) => done(200, "stored\n"),
-        Err(EdgeError::Upload { reason, .. }) if reason == DIGEST_MISMATCH => {
-            Err(EdgeError::Upload {
-                status: 400,
-                reason: "NAR body does not hash to its file name: nothing stored".into(),
-            })
+    let stream = FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
+    let sent = origin::signed(
+        isolate,
+        "PUT",
+        key,
+        "",
+        &extra,
+        expected_hex,
+        Some(&stream.readable()),
+    )?;
+    let hashed = digest::pass_sha256(req.body(), stream.writable());
+    let answer: Option<Response> = JsFuture::from(sent).await.ok().map(JsCast::unchecked_into);
+    let stored = answer
+        .as_ref()
+        .is_some_and(|a| (200..300).contains(&a.status()));
+    // An origin that answers before the body's end (a refusal, most often) may never read the
+    // rest: the hash is waited for a little while only. One that read it all (s3s-fs reads the
+    // whole body before it refuses a mismatch) gets it at once.
+    let hashed = digest::within(&hashed, HASH_WAIT_MS);
+    let hash = JsFuture::from(hashed)
+        .await
+        .ok()
+        .and_then(|v| v.as_string());
+    if hash.as_deref().is_some_and(|h| h != expected_hex) {
+        if let Some(body) = answer.as_ref().and_then(Response::body) {
+            let _ = body.cancel();
         }
+        if stored {
+            remove(isolate, key).await?;
+        }
+        return Err(nar_mismatch());
+    }
+    let Some(answer) = answer else {
+        return Err(EdgeError::Origin(FailReason::Unreachable));
+    };
+    match written(answer).await {
+        Ok(()) => done(200, "stored\n"),
+        Err(EdgeError::Upload { reason, .. }) if reason == DIGEST_MISMATCH => Err(nar_mismatch()),
         Err(e) => Err(e),
     }
+}
+
+/// How long a NAR upload waits, after the origin's answer, for the hash of what was sent.
+const HASH_WAIT_MS: i32 = 2_000;
+
+fn nar_mismatch() -> EdgeError {
+    EdgeError::Upload {
+        status: 400,
+        reason: "NAR body does not hash to its file name: nothing stored".into(),
+    }
+}
+
+/// Deletes `key` at the origin (one signed DELETE): what an origin that does not check the
+/// payload hash stored of a corrupt NAR.
+async fn remove(isolate: &Isolate, key: &str) -> Result<(), EdgeError> {
+    let sent = origin::signed(isolate, "DELETE", key, "", &[], EMPTY_SHA256, None)?;
+    let answer = JsFuture::from(sent)
+        .await
+        .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
+    written(answer.unchecked_into()).await
 }
 
 /// The next chunk of a body as bytes, `None` at its end.

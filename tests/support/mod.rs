@@ -510,6 +510,16 @@ pub struct ScriptedOrigin {
 
 impl ScriptedOrigin {
     pub fn start(scripts: Vec<(String, Vec<u8>)>) -> ScriptedOrigin {
+        ScriptedOrigin::start_with(scripts, false)
+    }
+
+    /// [`ScriptedOrigin::start`], but each answer waits until the request's body (its
+    /// `Content-Length`) has been read whole, as an S3 server's answer to a PUT does.
+    pub fn start_reading(scripts: Vec<(String, Vec<u8>)>) -> ScriptedOrigin {
+        ScriptedOrigin::start_with(scripts, true)
+    }
+
+    fn start_with(scripts: Vec<(String, Vec<u8>)>, read_body: bool) -> ScriptedOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind scripted origin");
         let port = listener.local_addr().expect("scripted origin addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -523,7 +533,7 @@ impl ScriptedOrigin {
                 }
                 let Ok(conn) = conn else { continue };
                 let (reqs, scripts) = (reqs.clone(), scripts.clone());
-                thread::spawn(move || answer_scripted(conn, &scripts, &reqs));
+                thread::spawn(move || answer_scripted(conn, &scripts, &reqs, read_body));
             }
         });
         ScriptedOrigin {
@@ -585,6 +595,7 @@ fn answer_scripted(
     mut conn: TcpStream,
     scripts: &[(String, Vec<u8>)],
     requests: &Mutex<Vec<OriginRequest>>,
+    read_body: bool,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut buf = Vec::new();
@@ -599,6 +610,19 @@ fn answer_scripted(
         }
     };
     let request = parse_request_head(&buf[..end]);
+    if read_body {
+        let length: usize = request
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut have = buf.len() - end;
+        while have < length {
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => have += n,
+            }
+        }
+    }
     let no_such_key;
     let answer = match scripts
         .iter()
