@@ -6,6 +6,10 @@
 //! DigitalOcean certificate, CDN endpoint, CNAME, the Worker's key, then the removal of
 //! certificates and keys that are old or were left half-made by an interrupted apply.
 //!
+//! A private cache has no CDN endpoint, since one would serve the bucket to anyone: its CNAME
+//! points at the bucket's origin (the Worker on the route answers every request), and a CDN
+//! endpoint provision made for the bucket is deleted in the clean-up, once the CNAME has moved.
+//!
 //! A DigitalOcean certificate that holds an origin certificate is named
 //! `<hostname-with-dashes>-origin-<last 12 characters of the origin certificate's id>`,
 //! which is how an origin certificate and its upload find each other again.
@@ -49,6 +53,9 @@ pub struct Desired {
     pub versioning: bool,
     /// The policy document when anonymous reads are granted.
     pub policy: Option<serde_json::Value>,
+    /// A private cache: no CDN endpoint (it would serve the bucket to anyone); the CNAME
+    /// points at the bucket's origin and the Worker on the route answers every request.
+    pub private: bool,
     pub cache_info: String,
     pub origin: String,
     pub cdn_endpoint: String,
@@ -101,6 +108,7 @@ impl Desired {
             policy: config
                 .public_reads
                 .then(|| anonymous_read_policy(&config.bucket)),
+            private: config.private,
             cache_info: config.cache_info_text(),
             origin: config.origin(),
             cdn_endpoint: config.cdn_endpoint(),
@@ -113,6 +121,16 @@ impl Desired {
             worker_secrets,
             env_worker_secrets,
             now,
+        }
+    }
+
+    /// What the proxied CNAME points at: the bucket's origin for a private cache, otherwise
+    /// the CDN endpoint (`cdn`, the one that exists, or the name the CDN will give it).
+    pub fn cname_target(&self, cdn: Option<&CdnEndpoint>) -> String {
+        match cdn {
+            _ if self.private => self.origin.clone(),
+            Some(cdn) => cdn.endpoint.clone(),
+            None => self.cdn_endpoint.clone(),
         }
     }
 
@@ -595,137 +613,22 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
         }
     }
 
-    // 8. CDN endpoint.
-    let cdn_certificate_ok = |have: Option<&str>| -> bool {
-        match desired.cdn_certificate {
-            CdnCertificate::Managed => have == Some(MANAGED_CERTIFICATE),
-            CdnCertificate::OriginCa => kept_do.is_some() && have == kept_do.as_deref(),
-            CdnCertificate::Auto => {
-                have == Some(MANAGED_CERTIFICATE)
-                    || (kept_do.is_some() && have == kept_do.as_deref())
-            }
-        }
-    };
-    let certificate_words = match desired.cdn_certificate {
-        CdnCertificate::Managed => "DigitalOcean's managed certificate".to_owned(),
-        CdnCertificate::OriginCa => "the origin certificate".to_owned(),
-        CdnCertificate::Auto => "the origin certificate (auto: DigitalOcean's managed certificate \
-                                 if the CDN refuses a Cloudflare Origin CA certificate)"
-            .to_owned(),
-    };
-    let cdn_endpoint = match &observed.cdn {
-        Some(cdn) => {
-            let mut diffs = Vec::new();
-            if cdn.ttl != desired.cdn_ttl {
-                diffs.push(format!("ttl {} → {}", cdn.ttl, desired.cdn_ttl));
-            }
-            if cdn.custom_domain.as_deref() != Some(desired.hostname.as_str()) {
-                diffs.push(format!(
-                    "custom domain {} → {}",
-                    cdn.custom_domain.as_deref().unwrap_or("none"),
-                    desired.hostname
-                ));
-            }
-            if !cdn_certificate_ok(cdn.certificate_id.as_deref()) {
-                diffs.push(format!("certificate → {certificate_words}"));
-            }
-            if diffs.is_empty() {
-                let serving = if cdn.certificate_id.as_deref() == Some(MANAGED_CERTIFICATE) {
-                    if desired.cdn_certificate == CdnCertificate::Auto {
-                        "DigitalOcean's managed certificate (auto: the CDN refused the Cloudflare \
-                         Origin CA certificate)"
-                    } else {
-                        "DigitalOcean's managed certificate"
-                    }
-                } else {
-                    "the origin certificate"
-                };
-                changes.push(Change::new(
-                    Resource::CdnEndpoint {
-                        id: Some(cdn.id.clone()),
-                    },
-                    Action::Unchanged,
-                    format!("{} on {} with {serving}", cdn.endpoint, desired.hostname),
-                ));
-            } else {
-                changes.push(Change::new(
-                    Resource::CdnEndpoint {
-                        id: Some(cdn.id.clone()),
-                    },
-                    Action::Update,
-                    diffs.join(", "),
-                ));
-            }
-            cdn.endpoint.clone()
-        }
-        None => {
-            changes.push(Change::new(
-                Resource::CdnEndpoint { id: None },
-                Action::Create,
-                format!(
-                    "for {} on {}, ttl {}, with {certificate_words}",
-                    desired.origin, desired.hostname, desired.cdn_ttl
-                ),
-            ));
-            desired.cdn_endpoint.clone()
-        }
-    };
+    // 8. CDN endpoint; for a private cache, none (the one provision made goes in the clean-up).
+    let (cdn_change, cdn_delete) = plan_cdn(desired, observed, kept_do.as_deref());
+    changes.extend(cdn_change);
 
-    // 9. Proxied CNAME: provision's own record (its comment says so); a record provision did
-    // not make that holds the name is left alone, and the step waits for it to go.
-    let cname = observed
-        .dns
-        .iter()
-        .find(|r| r.ours && r.record_type == "CNAME");
-    let blocking = observed
-        .dns
-        .iter()
-        .find(|r| !r.ours && matches!(r.record_type.as_str(), "CNAME" | "A" | "AAAA"));
-    let target = format!("{} → {cdn_endpoint}, proxied", desired.hostname);
-    changes.push(match (cname, blocking) {
-        (Some(r), _) if r.content.trim_end_matches('.') == cdn_endpoint && r.proxied => {
-            Change::new(
-                Resource::DnsRecord {
-                    id: Some(r.id.clone()),
-                },
-                Action::Unchanged,
-                format!("CNAME {target}"),
-            )
-        }
-        (Some(r), _) => Change::new(
-            Resource::DnsRecord {
-                id: Some(r.id.clone()),
-            },
-            Action::Update,
-            format!(
-                "CNAME {target} (now → {}{})",
-                r.content,
-                if r.proxied { ", proxied" } else { ", DNS only" }
-            ),
-        ),
-        (None, Some(r)) => Change::new(
-            Resource::DnsRecord { id: None },
-            Action::Wait,
-            format!(
-                "CNAME {target}: {} already holds the name with a {} record → {} that \
-                 provision did not make; provision leaves it alone. Remove it (or choose \
-                 another hostname), then run `cargo run -p provision -- apply`",
-                desired.hostname, r.record_type, r.content
-            ),
-        ),
-        (None, None) => Change::new(
-            Resource::DnsRecord { id: None },
-            Action::Create,
-            format!("CNAME {target} in zone {}", observed.zone),
-        ),
-    });
+    // 9. Proxied CNAME.
+    changes.push(plan_cname(desired, observed));
 
     // 10. The Worker's read-only key, and the secrets from provision's environment.
     let (key_change, stale_keys) = worker_key(desired, observed);
     changes.push(key_change);
     changes.extend(worker_env_secrets(desired, observed));
 
-    // 11. Clean-up, after the CDN and the CNAME point at the current resources.
+    // 11. Clean-up, after the CDN and the CNAME point at the current resources. A private
+    // cache's CDN endpoint goes first: the CNAME has moved off it, and it may hold a
+    // certificate deleted below.
+    changes.extend(cdn_delete);
     for d in &observed.do_certificates {
         if Some(&d.id) != kept_do.as_ref() {
             let why = if observed
@@ -734,7 +637,11 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
                 .and_then(|c| c.certificate_id.as_ref())
                 == Some(&d.id)
             {
-                "replaced; the CDN switches to the new certificate first"
+                if desired.private {
+                    "replaced; the CDN endpoint that holds it is deleted first"
+                } else {
+                    "replaced; the CDN switches to the new certificate first"
+                }
             } else {
                 "not the current origin certificate"
             };
@@ -770,6 +677,174 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
         ));
     }
     changes
+}
+
+/// Why a private cache has no CDN endpoint.
+const PRIVATE_NO_CDN: &str =
+    "a private cache is served only through the Worker: a CDN endpoint would serve the bucket \
+     to anyone";
+
+/// Step 8: the CDN endpoint's change, and for a private cache the deletion of the endpoint
+/// provision made for the bucket, which belongs to the clean-up (after the CNAME has moved).
+fn plan_cdn(
+    desired: &Desired,
+    observed: &Observed,
+    kept_do: Option<&str>,
+) -> (Option<Change>, Option<Change>) {
+    if desired.private {
+        return match &observed.cdn {
+            None => (
+                Some(Change::new(
+                    Resource::CdnEndpoint { id: None },
+                    Action::Unchanged,
+                    format!("none: {PRIVATE_NO_CDN}"),
+                )),
+                None,
+            ),
+            Some(cdn) => (
+                None,
+                Some(Change::new(
+                    Resource::CdnEndpoint {
+                        id: Some(cdn.id.clone()),
+                    },
+                    Action::Delete,
+                    format!(
+                        "{} for {}: {PRIVATE_NO_CDN}; deleted once the CNAME points at the \
+                         bucket's origin",
+                        cdn.endpoint, desired.origin
+                    ),
+                )),
+            ),
+        };
+    }
+    let cdn_certificate_ok = |have: Option<&str>| -> bool {
+        match desired.cdn_certificate {
+            CdnCertificate::Managed => have == Some(MANAGED_CERTIFICATE),
+            CdnCertificate::OriginCa => kept_do.is_some() && have == kept_do,
+            CdnCertificate::Auto => {
+                have == Some(MANAGED_CERTIFICATE) || (kept_do.is_some() && have == kept_do)
+            }
+        }
+    };
+    let certificate_words = match desired.cdn_certificate {
+        CdnCertificate::Managed => "DigitalOcean's managed certificate".to_owned(),
+        CdnCertificate::OriginCa => "the origin certificate".to_owned(),
+        CdnCertificate::Auto => "the origin certificate (auto: DigitalOcean's managed certificate \
+                                 if the CDN refuses a Cloudflare Origin CA certificate)"
+            .to_owned(),
+    };
+    let change = match &observed.cdn {
+        Some(cdn) => {
+            let mut diffs = Vec::new();
+            if cdn.ttl != desired.cdn_ttl {
+                diffs.push(format!("ttl {} → {}", cdn.ttl, desired.cdn_ttl));
+            }
+            if cdn.custom_domain.as_deref() != Some(desired.hostname.as_str()) {
+                diffs.push(format!(
+                    "custom domain {} → {}",
+                    cdn.custom_domain.as_deref().unwrap_or("none"),
+                    desired.hostname
+                ));
+            }
+            if !cdn_certificate_ok(cdn.certificate_id.as_deref()) {
+                diffs.push(format!("certificate → {certificate_words}"));
+            }
+            if diffs.is_empty() {
+                let serving = if cdn.certificate_id.as_deref() == Some(MANAGED_CERTIFICATE) {
+                    if desired.cdn_certificate == CdnCertificate::Auto {
+                        "DigitalOcean's managed certificate (auto: the CDN refused the Cloudflare \
+                         Origin CA certificate)"
+                    } else {
+                        "DigitalOcean's managed certificate"
+                    }
+                } else {
+                    "the origin certificate"
+                };
+                Change::new(
+                    Resource::CdnEndpoint {
+                        id: Some(cdn.id.clone()),
+                    },
+                    Action::Unchanged,
+                    format!("{} on {} with {serving}", cdn.endpoint, desired.hostname),
+                )
+            } else {
+                Change::new(
+                    Resource::CdnEndpoint {
+                        id: Some(cdn.id.clone()),
+                    },
+                    Action::Update,
+                    diffs.join(", "),
+                )
+            }
+        }
+        None => Change::new(
+            Resource::CdnEndpoint { id: None },
+            Action::Create,
+            format!(
+                "for {} on {}, ttl {}, with {certificate_words}",
+                desired.origin, desired.hostname, desired.cdn_ttl
+            ),
+        ),
+    };
+    (Some(change), None)
+}
+
+/// Step 9: the proxied CNAME, provision's own record (its comment says so); a record provision
+/// did not make that holds the name is left alone, and the step waits for it to go.
+fn plan_cname(desired: &Desired, observed: &Observed) -> Change {
+    let cname = observed
+        .dns
+        .iter()
+        .find(|r| r.ours && r.record_type == "CNAME");
+    let blocking = observed
+        .dns
+        .iter()
+        .find(|r| !r.ours && matches!(r.record_type.as_str(), "CNAME" | "A" | "AAAA"));
+    let target_host = desired.cname_target(observed.cdn.as_ref());
+    let target = if desired.private {
+        format!(
+            "{} → {target_host}, proxied (the bucket's origin: a private cache is served only \
+             through the Worker on the route)",
+            desired.hostname
+        )
+    } else {
+        format!("{} → {target_host}, proxied", desired.hostname)
+    };
+    match (cname, blocking) {
+        (Some(r), _) if r.content.trim_end_matches('.') == target_host && r.proxied => Change::new(
+            Resource::DnsRecord {
+                id: Some(r.id.clone()),
+            },
+            Action::Unchanged,
+            format!("CNAME {target}"),
+        ),
+        (Some(r), _) => Change::new(
+            Resource::DnsRecord {
+                id: Some(r.id.clone()),
+            },
+            Action::Update,
+            format!(
+                "CNAME {target} (now → {}{})",
+                r.content,
+                if r.proxied { ", proxied" } else { ", DNS only" }
+            ),
+        ),
+        (None, Some(r)) => Change::new(
+            Resource::DnsRecord { id: None },
+            Action::Wait,
+            format!(
+                "CNAME {target}: {} already holds the name with a {} record → {} that \
+                 provision did not make; provision leaves it alone. Remove it (or choose \
+                 another hostname), then run `cargo run -p provision -- apply`",
+                desired.hostname, r.record_type, r.content
+            ),
+        ),
+        (None, None) => Change::new(
+            Resource::DnsRecord { id: None },
+            Action::Create,
+            format!("CNAME {target} in zone {}", observed.zone),
+        ),
+    }
 }
 
 fn one_line(text: &str) -> String {
