@@ -540,6 +540,48 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
     });
 
     // 6, 7. The origin certificate and its DigitalOcean upload, as a pair.
+    let (kept_origin, kept_do) = plan_certificates(desired, observed, &mut changes);
+
+    // 8. CDN endpoint; for a private cache, none (the one provision made goes in the clean-up).
+    let (cdn_change, cdn_delete) = plan_cdn(desired, observed, kept_do.as_deref());
+    changes.extend(cdn_change);
+
+    // 9. Proxied CNAME.
+    changes.push(plan_cname(desired, observed));
+
+    // 10. The Worker's read-only key, and the secrets from provision's environment.
+    let (key_change, stale_keys) = worker_key(desired, observed);
+    changes.push(key_change);
+    changes.extend(worker_env_secrets(desired, observed));
+
+    // 11. Clean-up, after the CDN and the CNAME point at the current resources. A private
+    // cache's CDN endpoint goes first: the CNAME has moved off it, and it may hold a
+    // certificate deleted below.
+    changes.extend(cdn_delete);
+    changes.extend(old_certificates(
+        desired,
+        observed,
+        kept_origin.as_deref(),
+        kept_do.as_deref(),
+    ));
+    for access_key in stale_keys {
+        changes.push(Change::new(
+            Resource::OldWorkerKey { access_key },
+            Action::Delete,
+            "not the Worker's key: deleted once the new key is handed over",
+        ));
+    }
+    changes
+}
+
+/// Steps 6 and 7: the origin certificate and its DigitalOcean upload, kept as a pair while
+/// both are valid beyond the rotation window, otherwise made anew. Returns the ids of the pair
+/// kept (origin, DigitalOcean), if any.
+fn plan_certificates(
+    desired: &Desired,
+    observed: &Observed,
+    changes: &mut Vec<Change>,
+) -> (Option<String>, Option<String>) {
     let rotate_before = desired.now + i64::from(desired.rotate_within_days) * DAY;
     let pair_of = |origin: &OriginCertificate| {
         let name = desired.do_certificate_name(&origin.id);
@@ -612,25 +654,20 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
             ));
         }
     }
+    (kept_origin, kept_do)
+}
 
-    // 8. CDN endpoint; for a private cache, none (the one provision made goes in the clean-up).
-    let (cdn_change, cdn_delete) = plan_cdn(desired, observed, kept_do.as_deref());
-    changes.extend(cdn_change);
-
-    // 9. Proxied CNAME.
-    changes.push(plan_cname(desired, observed));
-
-    // 10. The Worker's read-only key, and the secrets from provision's environment.
-    let (key_change, stale_keys) = worker_key(desired, observed);
-    changes.push(key_change);
-    changes.extend(worker_env_secrets(desired, observed));
-
-    // 11. Clean-up, after the CDN and the CNAME point at the current resources. A private
-    // cache's CDN endpoint goes first: the CNAME has moved off it, and it may hold a
-    // certificate deleted below.
-    changes.extend(cdn_delete);
+/// Part of step 11: the certificates that are not the kept pair (replaced, or left half-made
+/// by an interrupted apply), DigitalOcean's uploads first, then the origin certificates.
+fn old_certificates(
+    desired: &Desired,
+    observed: &Observed,
+    kept_origin: Option<&str>,
+    kept_do: Option<&str>,
+) -> Vec<Change> {
+    let mut old = Vec::new();
     for d in &observed.do_certificates {
-        if Some(&d.id) != kept_do.as_ref() {
+        if Some(d.id.as_str()) != kept_do {
             let why = if observed
                 .cdn
                 .as_ref()
@@ -645,7 +682,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
             } else {
                 "not the current origin certificate"
             };
-            changes.push(Change::new(
+            old.push(Change::new(
                 Resource::OldDoCertificate {
                     id: d.id.clone(),
                     name: d.name.clone(),
@@ -656,27 +693,24 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
         }
     }
     for o in &observed.origin_certificates {
-        if Some(&o.id) != kept_origin.as_ref() {
-            let why = if pair_of(o).is_some() {
+        if Some(o.id.as_str()) != kept_origin {
+            let uploaded = observed
+                .do_certificates
+                .iter()
+                .any(|c| c.name == desired.do_certificate_name(&o.id));
+            let why = if uploaded {
                 "replaced: revoke"
             } else {
                 "never uploaded to DigitalOcean and its key is gone: revoke"
             };
-            changes.push(Change::new(
+            old.push(Change::new(
                 Resource::OldOriginCertificate { id: o.id.clone() },
                 Action::Delete,
                 why,
             ));
         }
     }
-    for access_key in stale_keys {
-        changes.push(Change::new(
-            Resource::OldWorkerKey { access_key },
-            Action::Delete,
-            "not the Worker's key: deleted once the new key is handed over",
-        ));
-    }
-    changes
+    old
 }
 
 /// Why a private cache has no CDN endpoint.
