@@ -66,7 +66,7 @@ pub struct ConfigFlags {
     /// Grant anonymous reads (default true; false for a private cache).
     #[arg(long, global = true)]
     pub public_reads: Option<bool>,
-    /// A private cache: only token holders read (the Worker's PRIVATE = "1").
+    /// A private cache: only token holders read (the Worker's PRIVATE = "1"); no CDN endpoint.
     #[arg(long, global = true)]
     pub private: Option<bool>,
     /// gc keeps narinfos written within this many days, with their closures (default 30).
@@ -81,10 +81,10 @@ pub struct ConfigFlags {
     /// Days until unfinished multipart uploads are aborted (default 1).
     #[arg(long, global = true)]
     pub abort_multipart_days: Option<u32>,
-    /// CDN TTL in seconds (default 3600).
+    /// CDN TTL in seconds (default 3600; refused with --private true: no CDN).
     #[arg(long, global = true)]
     pub cdn_ttl: Option<u32>,
-    /// The CDN's certificate (default auto).
+    /// The CDN's certificate (default auto; refused with --private true: no CDN).
     #[arg(long, global = true, value_enum)]
     pub cdn_certificate: Option<CdnCertificate>,
     /// Origin key type (default ecdsa-p256).

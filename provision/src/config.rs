@@ -142,7 +142,8 @@ pub struct Config {
     /// Grant anonymous `s3:GetObject` (as the seed); off for a Worker-only cache.
     pub public_reads: bool,
     /// A private cache: the Worker serves only token holders (`PRIVATE = "1"`), so the
-    /// bucket may not be readable anonymously (`public_reads` off; it defaults to off).
+    /// bucket may not be readable anonymously (`public_reads` off; it defaults to off) and
+    /// has no CDN endpoint (`[cdn]` settings are refused).
     pub private: bool,
     /// `provision gc` keeps the narinfos written within this many days, with their closures.
     pub retention_days: u32,
@@ -209,6 +210,9 @@ impl Config {
                  not be readable anonymously (its objects would be public through the bucket \
                  and the CDN); set public_reads = false or leave it out"
             );
+        }
+        if private {
+            refuse_cdn_settings(&file.cdn, o)?;
         }
         let config = Self {
             zone,
@@ -402,6 +406,32 @@ impl Config {
     }
 }
 
+/// A private cache has no CDN endpoint (it would serve the bucket to anyone), so a `[cdn]`
+/// setting given with `private = true`, in the file or as a flag, is a mistake to point out
+/// rather than a value to ignore.
+fn refuse_cdn_settings(file: &FileCdn, o: &Overrides) -> anyhow::Result<()> {
+    let mut set = Vec::new();
+    match (o.cdn_ttl, file.ttl) {
+        (Some(ttl), _) => set.push(format!("--cdn-ttl {ttl}")),
+        (None, Some(ttl)) => set.push(format!("cdn.ttl = {ttl}")),
+        (None, None) => {}
+    }
+    match (o.cdn_certificate, file.certificate) {
+        (Some(c), _) => set.push(format!("--cdn-certificate {}", c.as_str())),
+        (None, Some(c)) => set.push(format!("cdn.certificate = \"{}\"", c.as_str())),
+        (None, None) => {}
+    }
+    if set.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "config: private = true but {} is set: a private cache has no CDN endpoint (it would \
+         serve the bucket to anyone; the Worker alone serves a private cache). Remove the [cdn] \
+         section and the --cdn-* flags, or set private = false",
+        set.join(" and ")
+    )
+}
+
 fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
@@ -444,6 +474,61 @@ mod tests {
         assert!(c.private && !c.public_reads);
         let public = Config::resolve(FileConfig::default(), &with_hostname()).unwrap();
         assert!(!public.private && public.public_reads);
+    }
+
+    #[test]
+    fn a_private_cache_refuses_cdn_settings() {
+        let private = Overrides {
+            private: Some(true),
+            ..with_hostname()
+        };
+        // The defaults are fine: a private cache simply has no CDN.
+        assert!(Config::resolve(FileConfig::default(), &private).is_ok());
+        let cases: [(&str, Overrides, &str); 5] = [
+            ("[cdn]\nttl = 3600", private.clone(), "cdn.ttl = 3600"),
+            (
+                "[cdn]\ncertificate = \"managed\"",
+                private.clone(),
+                "cdn.certificate = \"managed\"",
+            ),
+            (
+                "[cdn]\nttl = 600\ncertificate = \"auto\"",
+                private.clone(),
+                "cdn.ttl = 600 and cdn.certificate = \"auto\"",
+            ),
+            (
+                "",
+                Overrides {
+                    cdn_ttl: Some(60),
+                    cdn_certificate: Some(CdnCertificate::OriginCa),
+                    ..private.clone()
+                },
+                "--cdn-ttl 60 and --cdn-certificate origin-ca",
+            ),
+            (
+                "private = true\n[cdn]\nttl = 86400",
+                with_hostname(),
+                "cdn.ttl = 86400",
+            ),
+        ];
+        for (text, o, named) in cases {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            let err = Config::resolve(file, &o).unwrap_err().to_string();
+            assert!(
+                err.starts_with("config: private = true but ")
+                    && err.contains(&format!("{named} is set"))
+                    && err.contains("Remove the [cdn] section and the --cdn-* flags")
+                    && err.contains("or set private = false"),
+                "{text}: {err}"
+            );
+        }
+        // The same settings are fine for a public cache, and a flag turning private off wins.
+        let file: FileConfig = toml::from_str("private = true\n[cdn]\nttl = 600").unwrap();
+        let public = Overrides {
+            private: Some(false),
+            ..with_hostname()
+        };
+        assert_eq!(Config::resolve(file, &public).unwrap().cdn_ttl, 600);
     }
 
     fn with_hostname() -> Overrides {

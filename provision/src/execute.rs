@@ -73,8 +73,9 @@ pub struct Executor<'a> {
     issued: Option<Issued>,
     /// The DigitalOcean certificate that holds the current origin certificate.
     current_do: Option<(String, String)>,
-    /// The CDN endpoint's hostname, the CNAME's target.
-    cdn_endpoint: String,
+    /// The CNAME's target: the CDN endpoint's hostname, or the bucket's origin for a private
+    /// cache.
+    cname_target: String,
     /// `TOKEN_SECRET` and `SIGNING_KEY` from the environment, for the Worker's secrets.
     env_secrets: &'a [(&'static str, Secret)],
     /// Notes for the end of the run.
@@ -95,12 +96,7 @@ impl<'a> Executor<'a> {
             Resource::DoCertificate { id: Some(id) } => Some((id.clone(), c.reason.clone())),
             _ => None,
         });
-        let cdn_endpoint = world
-            .observed
-            .cdn
-            .as_ref()
-            .map(|c| c.endpoint.clone())
-            .unwrap_or_else(|| d.cdn_endpoint.clone());
+        let cname_target = d.cname_target(world.observed.cdn.as_ref());
         Self {
             p,
             d,
@@ -110,7 +106,7 @@ impl<'a> Executor<'a> {
             key_out,
             issued: None,
             current_do,
-            cdn_endpoint,
+            cname_target,
             env_secrets: &session.worker_env_secrets,
             notes: Vec::new(),
         }
@@ -152,6 +148,12 @@ impl<'a> Executor<'a> {
                 .with_context(|| format!("apply: s3://{bucket}/{CACHE_INFO_KEY}: PutObject"))?,
             Resource::OriginCertificate { .. } => self.issue_origin_certificate()?,
             Resource::DoCertificate { .. } => self.upload_certificate()?,
+            Resource::CdnEndpoint { id: Some(id) } if change.action == Action::Delete => {
+                self.delete(
+                    self.p.digitalocean.send(&dig::DeleteCdnEndpoint { id }),
+                    format!("apply: cdn endpoint {id} for {}: delete", d.origin),
+                )?;
+            }
             Resource::CdnEndpoint { id } => self.converge_cdn(id.as_deref())?,
             Resource::DnsRecord { id } => self.converge_cname(id.as_deref())?,
             Resource::WorkerKey { .. } => self.make_worker_key()?,
@@ -404,15 +406,16 @@ impl<'a> Executor<'a> {
             endpoint.endpoint,
             endpoint.certificate_id.as_deref().unwrap_or("none")
         );
-        self.cdn_endpoint = endpoint.endpoint;
+        self.cname_target = endpoint.endpoint;
         Ok(())
     }
 
-    /// Step 9: the proxied CNAME from the hostname to the CDN endpoint.
+    /// Step 9: the proxied CNAME from the hostname to the CDN endpoint (the bucket's origin for
+    /// a private cache).
     fn converge_cname(&mut self, id: Option<&str>) -> anyhow::Result<()> {
         let d = self.d;
         let zone_id = self.world.zone_id.as_str();
-        let target = self.cdn_endpoint.as_str();
+        let target = self.cname_target.as_str();
         let context = || format!("apply: dns record {} CNAME {target}", d.hostname);
         let update = |id: &str| {
             self.p.cloudflare.send(&cf::UpdateCname {

@@ -6,6 +6,10 @@
 //! DigitalOcean certificate, CDN endpoint, CNAME, the Worker's key, then the removal of
 //! certificates and keys that are old or were left half-made by an interrupted apply.
 //!
+//! A private cache has no CDN endpoint, since one would serve the bucket to anyone: its CNAME
+//! points at the bucket's origin (the Worker on the route answers every request), and a CDN
+//! endpoint provision made for the bucket is deleted in the clean-up, once the CNAME has moved.
+//!
 //! A DigitalOcean certificate that holds an origin certificate is named
 //! `<hostname-with-dashes>-origin-<last 12 characters of the origin certificate's id>`,
 //! which is how an origin certificate and its upload find each other again.
@@ -49,6 +53,9 @@ pub struct Desired {
     pub versioning: bool,
     /// The policy document when anonymous reads are granted.
     pub policy: Option<serde_json::Value>,
+    /// A private cache: no CDN endpoint (it would serve the bucket to anyone); the CNAME
+    /// points at the bucket's origin and the Worker on the route answers every request.
+    pub private: bool,
     pub cache_info: String,
     pub origin: String,
     pub cdn_endpoint: String,
@@ -101,6 +108,7 @@ impl Desired {
             policy: config
                 .public_reads
                 .then(|| anonymous_read_policy(&config.bucket)),
+            private: config.private,
             cache_info: config.cache_info_text(),
             origin: config.origin(),
             cdn_endpoint: config.cdn_endpoint(),
@@ -113,6 +121,16 @@ impl Desired {
             worker_secrets,
             env_worker_secrets,
             now,
+        }
+    }
+
+    /// What the proxied CNAME points at: the bucket's origin for a private cache, otherwise
+    /// the CDN endpoint (`cdn`, the one that exists, or the name the CDN will give it).
+    pub fn cname_target(&self, cdn: Option<&CdnEndpoint>) -> String {
+        match cdn {
+            _ if self.private => self.origin.clone(),
+            Some(cdn) => cdn.endpoint.clone(),
+            None => self.cdn_endpoint.clone(),
         }
     }
 
@@ -522,6 +540,48 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
     });
 
     // 6, 7. The origin certificate and its DigitalOcean upload, as a pair.
+    let (kept_origin, kept_do) = plan_certificates(desired, observed, &mut changes);
+
+    // 8. CDN endpoint; for a private cache, none (the one provision made goes in the clean-up).
+    let (cdn_change, cdn_delete) = plan_cdn(desired, observed, kept_do.as_deref());
+    changes.extend(cdn_change);
+
+    // 9. Proxied CNAME.
+    changes.push(plan_cname(desired, observed));
+
+    // 10. The Worker's read-only key, and the secrets from provision's environment.
+    let (key_change, stale_keys) = worker_key(desired, observed);
+    changes.push(key_change);
+    changes.extend(worker_env_secrets(desired, observed));
+
+    // 11. Clean-up, after the CDN and the CNAME point at the current resources. A private
+    // cache's CDN endpoint goes first: the CNAME has moved off it, and it may hold a
+    // certificate deleted below.
+    changes.extend(cdn_delete);
+    changes.extend(old_certificates(
+        desired,
+        observed,
+        kept_origin.as_deref(),
+        kept_do.as_deref(),
+    ));
+    for access_key in stale_keys {
+        changes.push(Change::new(
+            Resource::OldWorkerKey { access_key },
+            Action::Delete,
+            "not the Worker's key: deleted once the new key is handed over",
+        ));
+    }
+    changes
+}
+
+/// Steps 6 and 7: the origin certificate and its DigitalOcean upload, kept as a pair while
+/// both are valid beyond the rotation window, otherwise made anew. Returns the ids of the pair
+/// kept (origin, DigitalOcean), if any.
+fn plan_certificates(
+    desired: &Desired,
+    observed: &Observed,
+    changes: &mut Vec<Change>,
+) -> (Option<String>, Option<String>) {
     let rotate_before = desired.now + i64::from(desired.rotate_within_days) * DAY;
     let pair_of = |origin: &OriginCertificate| {
         let name = desired.do_certificate_name(&origin.id);
@@ -594,15 +654,109 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
             ));
         }
     }
+    (kept_origin, kept_do)
+}
 
-    // 8. CDN endpoint.
+/// Part of step 11: the certificates that are not the kept pair (replaced, or left half-made
+/// by an interrupted apply), DigitalOcean's uploads first, then the origin certificates.
+fn old_certificates(
+    desired: &Desired,
+    observed: &Observed,
+    kept_origin: Option<&str>,
+    kept_do: Option<&str>,
+) -> Vec<Change> {
+    let mut old = Vec::new();
+    for d in &observed.do_certificates {
+        if Some(d.id.as_str()) != kept_do {
+            let why = if observed
+                .cdn
+                .as_ref()
+                .and_then(|c| c.certificate_id.as_ref())
+                == Some(&d.id)
+            {
+                if desired.private {
+                    "replaced; the CDN endpoint that holds it is deleted first"
+                } else {
+                    "replaced; the CDN switches to the new certificate first"
+                }
+            } else {
+                "not the current origin certificate"
+            };
+            old.push(Change::new(
+                Resource::OldDoCertificate {
+                    id: d.id.clone(),
+                    name: d.name.clone(),
+                },
+                Action::Delete,
+                why,
+            ));
+        }
+    }
+    for o in &observed.origin_certificates {
+        if Some(o.id.as_str()) != kept_origin {
+            let uploaded = observed
+                .do_certificates
+                .iter()
+                .any(|c| c.name == desired.do_certificate_name(&o.id));
+            let why = if uploaded {
+                "replaced: revoke"
+            } else {
+                "never uploaded to DigitalOcean and its key is gone: revoke"
+            };
+            old.push(Change::new(
+                Resource::OldOriginCertificate { id: o.id.clone() },
+                Action::Delete,
+                why,
+            ));
+        }
+    }
+    old
+}
+
+/// Why a private cache has no CDN endpoint.
+const PRIVATE_NO_CDN: &str =
+    "a private cache is served only through the Worker: a CDN endpoint would serve the bucket \
+     to anyone";
+
+/// Step 8: the CDN endpoint's change, and for a private cache the deletion of the endpoint
+/// provision made for the bucket, which belongs to the clean-up (after the CNAME has moved).
+fn plan_cdn(
+    desired: &Desired,
+    observed: &Observed,
+    kept_do: Option<&str>,
+) -> (Option<Change>, Option<Change>) {
+    if desired.private {
+        return match &observed.cdn {
+            None => (
+                Some(Change::new(
+                    Resource::CdnEndpoint { id: None },
+                    Action::Unchanged,
+                    format!("none: {PRIVATE_NO_CDN}"),
+                )),
+                None,
+            ),
+            Some(cdn) => (
+                None,
+                Some(Change::new(
+                    Resource::CdnEndpoint {
+                        id: Some(cdn.id.clone()),
+                    },
+                    Action::Delete,
+                    format!(
+                        "{} for {}: {PRIVATE_NO_CDN}; deleted once the CNAME points at the \
+                         bucket's origin",
+                        cdn.endpoint, desired.origin
+                    ),
+                )),
+            ),
+        };
+    }
     let cdn_certificate_ok = |have: Option<&str>| -> bool {
         match desired.cdn_certificate {
             CdnCertificate::Managed => have == Some(MANAGED_CERTIFICATE),
-            CdnCertificate::OriginCa => kept_do.is_some() && have == kept_do.as_deref(),
+            CdnCertificate::OriginCa => kept_do.is_some() && have == kept_do,
             CdnCertificate::Auto => {
-                have == Some(MANAGED_CERTIFICATE)
-                    || (kept_do.is_some() && have == kept_do.as_deref())
+                have == Some(MANAGED_CERTIFICATE) || (kept_do.is_some() && have == kept_do)
             }
         }
     };
@@ -613,7 +767,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
                                  if the CDN refuses a Cloudflare Origin CA certificate)"
             .to_owned(),
     };
-    let cdn_endpoint = match &observed.cdn {
+    let change = match &observed.cdn {
         Some(cdn) => {
             let mut diffs = Vec::new();
             if cdn.ttl != desired.cdn_ttl {
@@ -640,39 +794,38 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
                 } else {
                     "the origin certificate"
                 };
-                changes.push(Change::new(
+                Change::new(
                     Resource::CdnEndpoint {
                         id: Some(cdn.id.clone()),
                     },
                     Action::Unchanged,
                     format!("{} on {} with {serving}", cdn.endpoint, desired.hostname),
-                ));
+                )
             } else {
-                changes.push(Change::new(
+                Change::new(
                     Resource::CdnEndpoint {
                         id: Some(cdn.id.clone()),
                     },
                     Action::Update,
                     diffs.join(", "),
-                ));
+                )
             }
-            cdn.endpoint.clone()
         }
-        None => {
-            changes.push(Change::new(
-                Resource::CdnEndpoint { id: None },
-                Action::Create,
-                format!(
-                    "for {} on {}, ttl {}, with {certificate_words}",
-                    desired.origin, desired.hostname, desired.cdn_ttl
-                ),
-            ));
-            desired.cdn_endpoint.clone()
-        }
+        None => Change::new(
+            Resource::CdnEndpoint { id: None },
+            Action::Create,
+            format!(
+                "for {} on {}, ttl {}, with {certificate_words}",
+                desired.origin, desired.hostname, desired.cdn_ttl
+            ),
+        ),
     };
+    (Some(change), None)
+}
 
-    // 9. Proxied CNAME: provision's own record (its comment says so); a record provision did
-    // not make that holds the name is left alone, and the step waits for it to go.
+/// Step 9: the proxied CNAME, provision's own record (its comment says so); a record provision
+/// did not make that holds the name is left alone, and the step waits for it to go.
+fn plan_cname(desired: &Desired, observed: &Observed) -> Change {
     let cname = observed
         .dns
         .iter()
@@ -681,17 +834,24 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
         .dns
         .iter()
         .find(|r| !r.ours && matches!(r.record_type.as_str(), "CNAME" | "A" | "AAAA"));
-    let target = format!("{} → {cdn_endpoint}, proxied", desired.hostname);
-    changes.push(match (cname, blocking) {
-        (Some(r), _) if r.content.trim_end_matches('.') == cdn_endpoint && r.proxied => {
-            Change::new(
-                Resource::DnsRecord {
-                    id: Some(r.id.clone()),
-                },
-                Action::Unchanged,
-                format!("CNAME {target}"),
-            )
-        }
+    let target_host = desired.cname_target(observed.cdn.as_ref());
+    let target = if desired.private {
+        format!(
+            "{} → {target_host}, proxied (the bucket's origin: a private cache is served only \
+             through the Worker on the route)",
+            desired.hostname
+        )
+    } else {
+        format!("{} → {target_host}, proxied", desired.hostname)
+    };
+    match (cname, blocking) {
+        (Some(r), _) if r.content.trim_end_matches('.') == target_host && r.proxied => Change::new(
+            Resource::DnsRecord {
+                id: Some(r.id.clone()),
+            },
+            Action::Unchanged,
+            format!("CNAME {target}"),
+        ),
         (Some(r), _) => Change::new(
             Resource::DnsRecord {
                 id: Some(r.id.clone()),
@@ -718,58 +878,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Change> {
             Action::Create,
             format!("CNAME {target} in zone {}", observed.zone),
         ),
-    });
-
-    // 10. The Worker's read-only key, and the secrets from provision's environment.
-    let (key_change, stale_keys) = worker_key(desired, observed);
-    changes.push(key_change);
-    changes.extend(worker_env_secrets(desired, observed));
-
-    // 11. Clean-up, after the CDN and the CNAME point at the current resources.
-    for d in &observed.do_certificates {
-        if Some(&d.id) != kept_do.as_ref() {
-            let why = if observed
-                .cdn
-                .as_ref()
-                .and_then(|c| c.certificate_id.as_ref())
-                == Some(&d.id)
-            {
-                "replaced; the CDN switches to the new certificate first"
-            } else {
-                "not the current origin certificate"
-            };
-            changes.push(Change::new(
-                Resource::OldDoCertificate {
-                    id: d.id.clone(),
-                    name: d.name.clone(),
-                },
-                Action::Delete,
-                why,
-            ));
-        }
     }
-    for o in &observed.origin_certificates {
-        if Some(&o.id) != kept_origin.as_ref() {
-            let why = if pair_of(o).is_some() {
-                "replaced: revoke"
-            } else {
-                "never uploaded to DigitalOcean and its key is gone: revoke"
-            };
-            changes.push(Change::new(
-                Resource::OldOriginCertificate { id: o.id.clone() },
-                Action::Delete,
-                why,
-            ));
-        }
-    }
-    for access_key in stale_keys {
-        changes.push(Change::new(
-            Resource::OldWorkerKey { access_key },
-            Action::Delete,
-            "not the Worker's key: deleted once the new key is handed over",
-        ));
-    }
-    changes
 }
 
 fn one_line(text: &str) -> String {

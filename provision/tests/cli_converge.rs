@@ -1,7 +1,7 @@
 //! provision against fakes that answer like the live APIs, in the situations a real account
 //! brings: the README's order from empty accounts (the Worker deployed after the first
 //! apply), resources provision did not make beside its own, lists that span pages, a zone
-//! below a public suffix, and an apply that dies at any step.
+//! below a public suffix, a private cache (no CDN endpoint), and an apply that dies at any step.
 
 mod fakes;
 mod moto;
@@ -512,4 +512,193 @@ fn key_out_waits_for_the_certificate() {
         .collect();
     rig.assert_no_violations();
     rig.assert_no_leaks(&body);
+}
+
+/// What a converged private cache holds at the fakes: no CDN endpoint of its own, the proxied
+/// CNAME on the bucket's origin, no anonymous-read policy.
+fn assert_private(rig: &Rig) {
+    let origin = format!("{}.{}.digitaloceanspaces.com", rig.bucket, rig::REGION);
+    assert!(
+        !rig.digitalocean
+            .cdn_endpoints()
+            .iter()
+            .any(|e| e["origin"] == origin.as_str()),
+        "a private cache has no CDN endpoint: {:#?}",
+        rig.digitalocean.cdn_endpoints()
+    );
+    let dns = rig.cloudflare.dns_records();
+    assert_eq!(dns.len(), 1, "{dns:#?}");
+    assert_eq!(dns[0]["type"], "CNAME");
+    assert_eq!(dns[0]["name"], HOSTNAME);
+    assert_eq!(dns[0]["content"], origin.as_str());
+    assert_eq!(dns[0]["proxied"], true);
+    assert_eq!(rig.moto.s3().get_policy(&rig.bucket).unwrap(), None);
+    assert_eq!(rig.digitalocean.spaces_keys().len(), 1);
+}
+
+/// `private = true` from empty accounts: no CDN endpoint is made, the CNAME targets the
+/// bucket's origin, a second plan has nothing to do, and destroy removes everything.
+#[test]
+fn a_private_cache_from_empty_accounts() {
+    let moto = start_moto();
+    let rig = Rig::new(&moto, "nix-store-private", true, "private = true\n");
+    let apply = rig.run(&["apply"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply.stdout.contains(
+            "cdn endpoint: none: a private cache is served only through the Worker: a CDN \
+             endpoint would serve the bucket to anyone"
+        ),
+        "{apply:?}"
+    );
+    assert!(
+        !rig.digitalocean
+            .calls()
+            .iter()
+            .any(|c| c.method != "GET" && c.path.starts_with("/v2/cdn/endpoints")),
+        "no CDN call but reads"
+    );
+    assert!(rig.digitalocean.cdn_endpoints().is_empty());
+    assert_private(&rig);
+
+    let plan = rig.run(&["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout.contains("=   unchanged dns record")
+            && plan.stdout.contains(
+                "CNAME cache.example.com → nix-store-private.fra1.digitaloceanspaces.com, \
+                 proxied (the bucket's origin"
+            ),
+        "{plan:?}"
+    );
+    let output = rig.run(&["output"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(output.stdout.contains("PRIVATE = \"1\""), "{output:?}");
+    assert!(!output.stdout.contains(".cdn."), "{output:?}");
+
+    let destroy = rig.run(&["destroy", "--yes"]);
+    assert_eq!(destroy.code, 0, "{destroy:?}");
+    rig.assert_gone();
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&[]);
+}
+
+/// A public cache switched to `private = true`: the CNAME moves to the bucket's origin first,
+/// then provision's CDN endpoint is deleted; a CDN endpoint on another origin is left alone,
+/// by apply and by destroy.
+#[test]
+fn a_public_cache_made_private_moves_its_cname_then_deletes_its_cdn_endpoint() {
+    let moto = start_moto();
+    let rig = Rig::new(&moto, "nix-store-goprivate", false, "");
+    let (status, body) = api(
+        "POST",
+        &format!("{}/v2/cdn/endpoints", rig.digitalocean.url()),
+        DO_TOKEN,
+        Some(json!({"origin": "someone-else.fra1.digitaloceanspaces.com", "ttl": 600})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let foreign = body["endpoint"]["id"].as_str().unwrap().to_owned();
+
+    let apply = rig.run(&["apply"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let ours: Vec<String> = ids(&rig.digitalocean.cdn_endpoints(), "id")
+        .into_iter()
+        .filter(|id| *id != foreign)
+        .collect();
+    assert_eq!(ours.len(), 1);
+    let ours = ours[0].clone();
+    assert_eq!(rig.run(&["plan"]).code, 0);
+
+    // The operator turns the cache private.
+    let config = rig.dir.path().join("provision.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("private = true\n{text}")).unwrap();
+    let plan = rig.run(&["plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains(&format!("-   delete    cdn endpoint {ours}: "))
+            && plan
+                .stdout
+                .contains("a CDN endpoint would serve the bucket to anyone"),
+        "{plan:?}"
+    );
+    let before = rig.counts();
+    let apply = rig.run(&["apply"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    // Apply prints each step as it performs it: the CNAME moves before the CDN goes.
+    let cname_at = apply.stdout.find("~   update    dns record").unwrap();
+    let cdn_at = apply
+        .stdout
+        .find(&format!("-   delete    cdn endpoint {ours}"))
+        .unwrap();
+    assert!(cname_at < cdn_at, "{apply:?}");
+    let calls = rig.calls_since(before);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains(&format!("DELETE /v2/cdn/endpoints/{ours} 204"))),
+        "{calls:#?}"
+    );
+    assert!(!calls.iter().any(|c| c.contains(&foreign)), "{calls:#?}");
+    assert_eq!(
+        ids(&rig.digitalocean.cdn_endpoints(), "id"),
+        std::slice::from_ref(&foreign)
+    );
+    assert_private(&rig);
+    let plan = rig.run(&["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+
+    let destroy = rig.run(&["destroy", "--yes"]);
+    assert_eq!(destroy.code, 0, "{destroy:?}");
+    assert_eq!(ids(&rig.digitalocean.cdn_endpoints(), "id"), [foreign]);
+    assert!(rig.cloudflare.dns_records().is_empty());
+    assert!(rig.digitalocean.certificates().is_empty());
+    assert!(rig.digitalocean.spaces_keys().is_empty());
+    rig.assert_no_violations();
+    rig.assert_no_leaks(&[]);
+}
+
+/// `[cdn]` settings with `private = true`, in the file or as flags, are refused before any
+/// call: nothing changes at the fakes.
+#[test]
+fn cdn_settings_with_a_private_cache_are_refused_and_nothing_changes() {
+    let moto = start_moto();
+    let rig = Rig::new(
+        &moto,
+        "nix-store-privcdn",
+        false,
+        "private = true\n[cdn]\nttl = 600\n",
+    );
+    let moto_before = moto.requests();
+    for args in [&["plan"][..], &["apply"]] {
+        let run = rig.run(args);
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        assert!(
+            run.stderr
+                .contains("config: private = true but cdn.ttl = 600 is set")
+                && run.stderr.contains(
+                    "Remove the [cdn] section and the --cdn-* flags, or set private = false"
+                ),
+            "{run:?}"
+        );
+    }
+    let config = rig.dir.path().join("provision.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("[cdn]\nttl = 600\n", "")).unwrap();
+    let run = rig.run(&["--cdn-certificate", "managed", "apply"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("private = true but --cdn-certificate managed is set"),
+        "{run:?}"
+    );
+    assert!(rig.digitalocean.calls().is_empty());
+    assert!(rig.cloudflare.calls().is_empty());
+    assert_eq!(moto.requests(), moto_before);
+    assert_eq!(
+        moto.s3().head_bucket(&rig.bucket).unwrap(),
+        provision::api::spaces::BucketStatus::Missing
+    );
+    rig.assert_no_violations();
 }

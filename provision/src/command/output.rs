@@ -219,5 +219,8 @@ mod tests {
         let out = Output::new(&config, None);
         let vars = out.wrangler_toml.split("[vars]").nth(1).unwrap();
         assert!(vars.contains("\nPRIVATE = \"1\"\n"), "{vars}");
+        // A private cache has no CDN endpoint, so nothing names one.
+        let all = serde_json::to_string(&out).unwrap();
+        assert!(!all.contains(".cdn.digitaloceanspaces.com"), "{all}");
     }
 }

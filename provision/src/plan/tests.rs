@@ -45,7 +45,8 @@ fn converged(d: &Desired) -> Observed {
             name: d.do_certificate_name(ORIGIN_ID),
             not_after: NOW + 300 * DAY,
         }],
-        cdn: Some(CdnEndpoint {
+        // A private cache has none.
+        cdn: (!d.private).then(|| CdnEndpoint {
             id: "cdn-1".into(),
             endpoint: d.cdn_endpoint.clone(),
             ttl: d.cdn_ttl,
@@ -59,7 +60,7 @@ fn converged(d: &Desired) -> Observed {
             ours: true,
             id: "dns-1".into(),
             record_type: "CNAME".into(),
-            content: d.cdn_endpoint.clone(),
+            content: d.cname_target(None),
             proxied: true,
         }],
         worker_keys: vec![SpacesKey {
@@ -128,6 +129,7 @@ fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Obser
                     not_after: d.now + 365 * DAY,
                 });
             }
+            (Resource::CdnEndpoint { .. }, Action::Delete) => o.cdn = None,
             (Resource::CdnEndpoint { .. }, _) => {
                 let current_do = o.do_certificates.last().map(|c| c.id.clone());
                 let certificate_id = match d.cdn_certificate {
@@ -149,7 +151,7 @@ fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Obser
                     ours: true,
                     id: "dns-1".into(),
                     record_type: "CNAME".into(),
-                    content: d.cdn_endpoint.clone(),
+                    content: d.cname_target(o.cdn.as_ref()),
                     proxied: true,
                 }]
             }
@@ -268,6 +270,7 @@ fn converged_state_plans_nothing() {
             worker_name: Some("nix-cache".into()),
             ..Overrides::default()
         },
+        private(),
     ] {
         let d = desired_with(o);
         let changes = plan(&d, &converged(&d));
@@ -951,4 +954,180 @@ fn a_worker_that_takes_uploads_gets_a_key_that_may_write() {
     let mut o = converged(&d);
     o.worker_keys[0].grants = vec![("nix-store".into(), "readwrite".into())];
     assert!(only_changes(&plan(&d, &o)).is_empty());
+}
+
+fn private() -> Overrides {
+    Overrides {
+        private: Some(true),
+        ..Overrides::default()
+    }
+}
+
+fn cdn_change(changes: &[Change]) -> Option<&Change> {
+    changes
+        .iter()
+        .find(|c| matches!(c.resource, Resource::CdnEndpoint { .. }))
+}
+
+fn position(changes: &[Change], wanted: impl Fn(&Resource) -> bool) -> usize {
+    changes
+        .iter()
+        .position(|c| c.is_change() && wanted(&c.resource))
+        .unwrap_or_else(|| panic!("no such change: {changes:#?}"))
+}
+
+#[test]
+fn a_private_cache_creates_no_cdn_endpoint_and_its_cname_targets_the_origin() {
+    let d = desired_with(private());
+    let changes = plan(&d, &Observed::default());
+    let cdn = cdn_change(&changes).unwrap();
+    assert_eq!(
+        (cdn.resource.clone(), cdn.action),
+        (Resource::CdnEndpoint { id: None }, Action::Unchanged)
+    );
+    assert!(
+        cdn.reason.contains(
+            "a private cache is served only through the Worker: a CDN endpoint would serve the \
+             bucket to anyone"
+        ),
+        "{}",
+        cdn.reason
+    );
+    let dns = &changes[position(&changes, |r| matches!(r, Resource::DnsRecord { .. }))];
+    assert_eq!(dns.action, Action::Create);
+    assert!(
+        dns.reason
+            .contains("cache.example.com → nix-store.fra1.digitaloceanspaces.com, proxied"),
+        "{}",
+        dns.reason
+    );
+    assert!(!dns.reason.contains(".cdn."), "{}", dns.reason);
+    // After apply: no CDN endpoint, the CNAME on the origin, and nothing left to do.
+    let after = simulate_apply(&d, &Observed::default(), &changes);
+    assert_eq!(after.cdn, None);
+    assert_eq!(
+        after.dns[0].content,
+        "nix-store.fra1.digitaloceanspaces.com"
+    );
+    assert_eq!(after.policy, None, "no anonymous reads");
+    let again = plan(&d, &after);
+    assert!(!has_changes(&again), "{again:#?}");
+    // A CNAME left on a CDN hostname is moved to the origin.
+    let mut o = converged(&d);
+    o.dns[0].content = d.cdn_endpoint.clone();
+    let changes = plan(&d, &o);
+    assert_eq!(
+        actions(
+            &only_changes(&changes)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        ),
+        vec![("dns record dns-1".to_owned(), Action::Update)]
+    );
+}
+
+#[test]
+fn a_public_cache_made_private_moves_the_cname_then_deletes_its_cdn_endpoint() {
+    let public = desired();
+    let d = desired_with(private());
+    let start = converged(&public);
+    let changes = plan(&d, &start);
+    let cname = position(&changes, |r| matches!(r, Resource::DnsRecord { .. }));
+    let cdn = position(&changes, |r| matches!(r, Resource::CdnEndpoint { .. }));
+    assert_eq!(changes[cname].action, Action::Update);
+    assert!(
+        changes[cname]
+            .reason
+            .contains("→ nix-store.fra1.digitaloceanspaces.com, proxied"),
+        "{}",
+        changes[cname].reason
+    );
+    assert_eq!(
+        (changes[cdn].resource.clone(), changes[cdn].action),
+        (
+            Resource::CdnEndpoint {
+                id: Some("cdn-1".into())
+            },
+            Action::Delete
+        )
+    );
+    assert!(
+        cname < cdn,
+        "the CNAME leaves the CDN endpoint before it is deleted"
+    );
+    assert!(
+        changes[cdn]
+            .reason
+            .contains("a CDN endpoint would serve the bucket to anyone"),
+        "{}",
+        changes[cdn].reason
+    );
+    // Only the CDN line in the clean-up, and no other CDN line before it.
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| matches!(c.resource, Resource::CdnEndpoint { .. }))
+            .count(),
+        1
+    );
+    // The policy goes too (public_reads defaults to off); nothing else changes.
+    assert_eq!(
+        actions(
+            &only_changes(&changes)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        ),
+        vec![
+            ("bucket policy".to_owned(), Action::Delete),
+            ("dns record dns-1".to_owned(), Action::Update),
+            ("cdn endpoint cdn-1".to_owned(), Action::Delete),
+        ]
+    );
+    let after = simulate_apply(&d, &start, &changes);
+    assert_eq!(after.cdn, None);
+    assert!(!has_changes(&plan(&d, &after)));
+
+    // Rotating at the same time: the CDN endpoint holds the old DigitalOcean certificate, so
+    // it is deleted before that certificate is.
+    let mut rotating = converged(&public);
+    rotating.origin_certificates[0].expires_at = NOW + 5 * DAY;
+    rotating.do_certificates[0].not_after = NOW + 5 * DAY;
+    let changes = plan(&d, &rotating);
+    let cdn = position(&changes, |r| matches!(r, Resource::CdnEndpoint { .. }));
+    let old_do = position(&changes, |r| matches!(r, Resource::OldDoCertificate { .. }));
+    assert!(cdn < old_do, "{changes:#?}");
+    assert!(
+        changes[old_do]
+            .reason
+            .contains("the CDN endpoint that holds it is deleted first"),
+        "{}",
+        changes[old_do].reason
+    );
+    let after = simulate_apply(&d, &rotating, &changes);
+    assert!(!has_changes(&plan(&d, &after)));
+}
+
+#[test]
+fn destroy_removes_the_cdn_endpoint_private_or_not() {
+    // A cache made private after it had a CDN endpoint, destroyed before the next apply.
+    let d = desired_with(private());
+    let o = converged(&desired());
+    let kinds: Vec<String> = destroy_plan(&d, &o)
+        .iter()
+        .map(|c| c.resource.to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"cdn endpoint cdn-1".to_owned()),
+        "{kinds:#?}"
+    );
+    // A private cache without one: everything else, and no CDN line.
+    let kinds: Vec<String> = destroy_plan(&d, &converged(&d))
+        .iter()
+        .map(|c| c.resource.to_string())
+        .collect();
+    assert_eq!(kinds.len(), 6, "{kinds:#?}");
+    assert!(!kinds.iter().any(|k| k.starts_with("cdn endpoint")));
+    assert!(kinds[1].starts_with("dns record"));
 }
