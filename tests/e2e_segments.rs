@@ -502,7 +502,13 @@ fn a_connection_dropped_mid_segment_fails_the_transfer_and_stores_nothing_partia
             let before = origin.count();
             let r = get_raw(worker.port, &target, &[], None, || {});
             assert_eq!(r.status, 200);
-            assert!(r.complete, "{} of {} bytes", r.body.len(), nar.bytes.len());
+            assert!(
+                r.complete,
+                "{} of {} bytes; asked {:?}",
+                r.body.len(),
+                nar.bytes.len(),
+                ranges_asked(&origin.requests()[before..])
+            );
             assert!(r.body == *nar.bytes);
             assert_eq!(r.header("x-cache"), Some("HIT"));
             let asked = ranges_asked(&origin.requests()[before..]);

@@ -4,19 +4,21 @@
 //! that hash, so Spaces and S3 refuse a body that does not match; an origin that does not
 //! check (or, like s3s-fs, refuses it with a 500 that does not say why) still must not turn a
 //! corrupt upload into a stored object or a 5xx. So the upload path hashes the bytes as they
-//! pass: each chunk read from the client is written to the runtime's own
-//! `crypto.DigestStream` (native SHA-256, no copy into Wasm memory) and to the stream the
-//! origin reads, one chunk at a time. The next chunk is read only when both writes are done,
-//! so nothing queues up when the origin is slower than the client (unlike `tee`, which
-//! buffers for the slower branch without bound).
+//! pass: each step of about 1 MiB read from the client ([`Steps`]) is written to the runtime's
+//! own `crypto.DigestStream` (native SHA-256, no copy into Wasm memory) and to the stream the
+//! origin reads. A step goes on only once the origin has taken the one before, so at most
+//! three steps are held however slow the origin is (unlike `tee`, which buffers for the slower
+//! branch without bound).
 
-use js_sys::{ArrayBuffer, Promise, Reflect, Uint8Array};
+use js_sys::{ArrayBuffer, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{ReadableStream, WritableStream};
 
 use crate::sigv4;
+
+use super::steps::Steps;
 
 #[wasm_bindgen]
 extern "C" {
@@ -32,31 +34,6 @@ extern "C" {
     fn digest(this: &DigestStream) -> Promise;
 }
 
-#[wasm_bindgen]
-extern "C" {
-    /// A body, for `getReader({ mode: "byob" })`.
-    #[wasm_bindgen(extends = ReadableStream, js_name = ReadableStream)]
-    type ByteSource;
-
-    #[wasm_bindgen(catch, method, js_name = getReader)]
-    fn get_reader_with(this: &ByteSource, options: &JsValue) -> Result<ByobReader, JsValue>;
-
-    /// workerd's BYOB reader, with its `readAtLeast` (fill a buffer with at least so many bytes
-    /// unless the stream ends first).
-    #[wasm_bindgen(js_name = ReadableStreamBYOBReader)]
-    type ByobReader;
-
-    #[wasm_bindgen(method, js_name = readAtLeast)]
-    fn read_at_least(this: &ByobReader, min: u32, view: &Uint8Array) -> Promise;
-
-    #[wasm_bindgen(method)]
-    fn cancel(this: &ByobReader) -> Promise;
-}
-
-/// The bytes moved per step: few enough steps that the hops between the runtime and Wasm
-/// cost nothing next to the bytes, and one step's buffer is all a request holds.
-const STEP_BYTES: u32 = 1 << 20;
-
 /// Starts passing `body` on to `out` while hashing it; the promise gives the lowercase hex
 /// SHA-256 of every byte passed once `body` has ended and `out` is closed. It is rejected
 /// when the client's body fails (then `out` is aborted, so the origin's request fails too)
@@ -68,17 +45,12 @@ pub(crate) fn pass_sha256(body: Option<ReadableStream>, out: WritableStream) -> 
         let hash_writer = hasher.get_writer()?;
         let out_writer = out.get_writer()?;
         if let Some(body) = body {
-            let options = js_sys::Object::new();
-            Reflect::set(&options, &"mode".into(), &"byob".into())?;
-            let reader = body
-                .unchecked_into::<ByteSource>()
-                .get_reader_with(&options)?;
+            let mut steps = Steps::new(body)?;
             // While one step goes to the origin, the next is read from the client and hashed:
             // at most three steps are held.
-            let mut reading = read_step(&reader);
-            let mut sending: Option<Promise> = None;
+            let mut sending: Option<(Promise, Uint8Array)> = None;
             loop {
-                let chunk = match step(reading).await {
+                let chunk = match steps.next().await {
                     Ok(Some(chunk)) => chunk,
                     Ok(None) => break,
                     Err(err) => {
@@ -86,20 +58,20 @@ pub(crate) fn pass_sha256(body: Option<ReadableStream>, out: WritableStream) -> 
                         return Err(err);
                     }
                 };
-                reading = read_step(&reader);
                 // Hashed first: the runtime hashes it within the call, before the stream the
                 // origin reads takes the chunk over.
                 let hashed = hash_writer.write_with_chunk(&chunk);
-                if let Some(sent) = sending.take() {
+                if let Some((sent, before)) = sending.take() {
                     if let Err(err) = JsFuture::from(sent).await {
-                        let _ = reader.cancel();
+                        steps.cancel();
                         return Err(err);
                     }
+                    steps.recycle(&before);
                 }
-                sending = Some(out_writer.write_with_chunk(&chunk));
+                sending = Some((out_writer.write_with_chunk(&chunk), chunk));
                 JsFuture::from(hashed).await?;
             }
-            if let Some(sent) = sending {
+            if let Some((sent, _)) = sending {
                 JsFuture::from(sent).await?;
             }
         }
@@ -112,26 +84,6 @@ pub(crate) fn pass_sha256(body: Option<ReadableStream>, out: WritableStream) -> 
         JsFuture::from(out_writer.close()).await?;
         Ok(JsValue::from_str(&sigv4::hex_lower(&bytes.to_vec())))
     })
-}
-
-/// Starts reading the next step's bytes (up to [`STEP_BYTES`], into a buffer of their own).
-fn read_step(reader: &ByobReader) -> Promise {
-    reader.read_at_least(STEP_BYTES, &Uint8Array::new_with_length(STEP_BYTES))
-}
-
-/// A step's bytes once read, `None` at the body's end.
-async fn step(reading: Promise) -> Result<Option<Uint8Array>, JsValue> {
-    let result = JsFuture::from(reading).await?;
-    let value = Reflect::get(&result, &"value".into())?;
-    match value
-        .dyn_into::<Uint8Array>()
-        .ok()
-        .filter(|c| c.length() > 0)
-    {
-        Some(chunk) => Ok(Some(chunk)),
-        None if Reflect::get(&result, &"done".into())?.is_truthy() => Ok(None),
-        None => Ok(Some(Uint8Array::new_with_length(0))),
-    }
 }
 
 #[wasm_bindgen]

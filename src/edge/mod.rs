@@ -32,6 +32,7 @@ mod js;
 mod origin;
 mod s3;
 mod segments;
+mod steps;
 mod upload;
 
 use std::rc::Rc;
