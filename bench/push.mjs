@@ -33,11 +33,15 @@ const intEnv = (name, fallback) => {
   if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a whole number above 0`);
   return v;
 };
+const LOAD_CPUS = `0-${Math.max(0, os.cpus().length - 2)}`;
 const settings = {
   mib: (process.env.BENCH_PUSH_MIB ?? "64,256").split(",").filter(Boolean).map(Number),
   rounds: intEnv("BENCH_PUSH_ROUNDS", 3),
   seconds: intEnv("BENCH_PUSH_SECONDS", 5),
   connections: intEnv("BENCH_PUSH_CONNECTIONS", 8),
+  // As bench/run.mjs: workerd alone on the last CPU, s3s-fs and curl on the others, so the
+  // Worker's work does not take CPU from the origin it is compared with.
+  pin: (process.env.BENCH_PIN ?? "1") !== "0" && os.cpus().length >= 2 && fs.existsSync("/usr/bin/taskset"),
   s3sFs: process.env.S3S_FS ?? path.join(os.homedir(), ".cargo/bin/s3s-fs"),
   workerDir: process.env.BENCH_WORKER_DIR ?? path.join(root, "build"),
 };
@@ -169,11 +173,8 @@ function workerdPids() {
 
 /** curl's upload of `file` to `url`: MB/s from its own timing. `config` goes on stdin. */
 async function curlPut(url, file, config, extraArgs = []) {
-  const out = await run(
-    "curl",
-    ["-sS", "-K", "-", "-o", "/dev/null", "-w", "CURL %{http_code} %{size_upload} %{time_total}\n", "-T", file, ...extraArgs, url],
-    config,
-  );
+  const args = ["-sS", "-K", "-", "-o", "/dev/null", "-w", "CURL %{http_code} %{size_upload} %{time_total}\n", "-T", file, ...extraArgs, url];
+  const out = settings.pin ? await run("/usr/bin/taskset", ["-c", LOAD_CPUS, "curl", ...args], config) : await run("curl", args, config);
   const m = /CURL (\d+) (\d+) ([\d.]+)/.exec(out);
   if (!m) throw new Error(`curl printed no summary for ${url}`);
   return { status: Number(m[1]), bytes: Number(m[2]), seconds: Number(m[3]), mbps: Number(m[2]) / Number(m[3]) / 1e6 };
@@ -224,6 +225,7 @@ async function main() {
   });
   children.add(s3);
   await waitForPort(s3Port, 20);
+  if (settings.pin) await run("/usr/bin/taskset", ["-a", "-p", "-c", LOAD_CPUS, String(s3.pid)]);
   const origin = `http://127.0.0.1:${s3Port}`;
 
   // The Worker, taking uploads up to the largest NAR measured.
@@ -266,12 +268,15 @@ async function main() {
   const workerUrl = (await mf.ready).toString().replace(/\/$/, "");
   const workerPort = Number(new URL(workerUrl).port);
   const pids = workerdPids().filter((p) => !before.has(p));
+  if (settings.pin) {
+    for (const pid of pids) await run("/usr/bin/taskset", ["-a", "-p", "-c", String(os.cpus().length - 1), String(pid)]);
+  }
   const now = Math.floor(Date.now() / 1000);
   const token = jwt(tokenSecret, { sub: "bench", scope: "write", exp: now + 3600, iat: now });
   const auth = `header = "Authorization: Bearer ${token}"\n`;
   const s3Config = `user = "${accessKeyId}:${secretAccessKey}"\n`;
 
-  const report = { machine: `${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? "?"}`, nar: [], narinfo: null };
+  const report = { machine: `${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? "?"}${settings.pin ? `; workerd pinned to CPU ${os.cpus().length - 1}, s3s-fs and curl to CPUs ${LOAD_CPUS}` : ""}`, nar: [], narinfo: null };
 
   for (const mib of settings.mib) {
     const rows = [];

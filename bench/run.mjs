@@ -318,6 +318,23 @@ function workerSources(name, jsBundle) {
       modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
     };
   }
+  if (name === "rust-nostore") {
+    // The Rust Worker with a Cache API whose every call fails (as scripts/run-worker.mjs
+    // --failing-cache): nothing is stored, every read goes to the origin.
+    const rust = workerSources("rust", jsBundle);
+    const code = `import worker from "./${path.basename(rust.scriptPath)}";
+const refuse = (call) => { throw new Error(\`injected edge cache failure: \${call}\`); };
+const failing = { match: async () => refuse("match"), put: () => refuse("put"), delete: () => refuse("delete") };
+Object.defineProperty(globalThis, "caches", { value: { default: failing, open: async () => failing }, configurable: true });
+export default worker;
+`;
+    return {
+      ...rust,
+      script: code,
+      scriptPath: path.join(settings.rustDir, "failing-cache-entry.mjs"),
+      modulesRules: [{ type: "ESModule", include: ["**/*.js", "**/*.mjs"] }, ...rust.modulesRules],
+    };
+  }
   if (name === "rust") {
     if (!settings.rustDir) throw new Error("BENCH_RUST_DIR is not set (the wrangler --dry-run output)");
     const main = ["index.js", "shim.mjs", "index.mjs"].map((f) => path.join(settings.rustDir, f)).find((f) => fs.existsSync(f));
@@ -846,6 +863,27 @@ async function segmentedFigures(creds) {
       await worker.stop();
     }
 
+    // 2b. The same cold reads with nothing stored (the Cache API failing): what the segmented
+    // read costs without the local Cache API's store, which runs in the same workerd.
+    const nostore = await startWorker("rust-nostore", null, origin, creds, { SEGMENT_BYTES: String(segmentBytes) });
+    try {
+      const direct = [];
+      const cold = [];
+      let firstPeak = null;
+      for (let i = 0; i < COLD_FETCHES; i++) {
+        const d = await curlSpeed(`${origin.endpoint}/${BUCKET}/${big.keys[0]}`, { signed: true, creds });
+        expect(d.status === 200 && d.bytes === big.bytes, "direct fetch of the big NAR is whole");
+        direct.push(d.mbps);
+        const c = await curlSpeed(`${nostore.url}/${big.keys[0]}`, { expectXCache: "MISS" });
+        expect(c.status === 200 && c.bytes === big.bytes, `cold ${big.mib} MiB NAR without a store is whole (${c.status}, ${c.bytes})`);
+        cold.push(c.mbps);
+        firstPeak ??= nostore.hwmKiB() / 1024;
+      }
+      result.no_store = { direct_mbps: median(direct), cold_mbps: median(cold), direct_runs_mbps: direct, cold_runs_mbps: cold, first_cold_peak_rss_mib: firstPeak };
+    } finally {
+      await nostore.stop();
+    }
+
     // 3. A client reading a cold NAR at 2 MB/s, against one at full speed: workerd's memory.
     for (const [label, key, rate] of [["full", slow.keys[0], null], ["2 MB/s", slow.keys[1], "2000000"]]) {
       const w = await startWorker("rust", null, origin, creds, { SEGMENT_BYTES: String(segmentBytes) });
@@ -949,6 +987,10 @@ function printReport(results) {
     out(`| through the Worker, cold (${seg.segments} ranged GETs), MB/s (runs) | ${fmt(seg.cold_mbps)} (${seg.cold_runs_mbps.map((x) => fmt(x)).join(", ")}): ${fmt(seg.cold_mbps / seg.direct_mbps, 2)} of direct |`);
     out(`| through the Worker, warm (from the edge's segments), MB/s (runs) | ${fmt(seg.warm_mbps)} (${seg.warm_runs_mbps.map((x) => fmt(x)).join(", ")}): ${fmt(seg.warm_mbps / seg.direct_mbps, 2)} of direct |`);
     out(`| workerd memory: idle / peak after the first cold read / peak after all ${2 * seg.direct_runs_mbps.length} reads, MiB | ${fmt(seg.idle_rss_mib)} / ${fmt(seg.first_cold_peak_rss_mib)} / ${fmt(seg.peak_rss_mib)} |`);
+    if (seg.no_store) {
+      const n = seg.no_store;
+      out(`| cold again with the Cache API failing (nothing stored), MB/s (runs) | ${fmt(n.cold_mbps)} (${n.cold_runs_mbps.map((x) => fmt(x)).join(", ")}): ${fmt(n.cold_mbps / n.direct_mbps, 2)} of direct (${n.direct_runs_mbps.map((x) => fmt(x)).join(", ")}); workerd peak after the first read ${fmt(n.first_cold_peak_rss_mib)} MiB |`);
+    }
     for (const [label, r] of [["centred in the middle segment", seg.range_inside], ["centred on the middle byte (across a boundary)", seg.range_across]]) {
       if (r) out(`| 1 MiB Range ${label} of a cold ${seg.nar_mib} MiB NAR: bytes from the origin; TTFB / whole, ms | ${r.origin_bytes} (${fmt(r.origin_bytes / (seg.segment_mib * 1024 * 1024), 3)} segments; needs ${r.segments}); ${fmt(r.ttfb_ms)} / ${fmt(r.total_ms)} |`);
     }
