@@ -90,12 +90,19 @@ pub(crate) fn pass_sha256(body: Option<ReadableStream>, out: WritableStream) -> 
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(handler: &js_sys::Function, millis: i32) -> JsValue;
+
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
 }
 
-/// `promise`, or `undefined` once `millis` have passed without it settling.
-pub(crate) fn within(promise: &Promise, millis: i32) -> Promise {
+/// What `promise` gives as a string, if it does so within `millis`; `None` when it fails, gives
+/// something else or takes longer.
+pub(crate) async fn string_within(promise: &Promise, millis: i32) -> Option<String> {
+    let mut timer_id = JsValue::UNDEFINED;
     let timer = Promise::new(&mut |resolve, _reject| {
-        set_timeout(&resolve, millis);
+        timer_id = set_timeout(&resolve, millis);
     });
-    Promise::race(&js_sys::Array::of2(promise, &timer))
+    let raced = JsFuture::from(Promise::race(&js_sys::Array::of2(promise, &timer))).await;
+    clear_timeout(&timer_id);
+    raced.ok().and_then(|value| value.as_string())
 }

@@ -356,11 +356,7 @@ async fn put_nar(
     // An origin that answers before the body's end (a refusal, most often) may never read the
     // rest: the hash is waited for a little while only. One that read it all (s3s-fs reads the
     // whole body before it refuses a mismatch) gets it at once.
-    let hashed = digest::within(&hashed, HASH_WAIT_MS);
-    let hash = JsFuture::from(hashed)
-        .await
-        .ok()
-        .and_then(|v| v.as_string());
+    let hash = digest::string_within(&hashed, HASH_WAIT_MS).await;
     if hash.as_deref().is_some_and(|h| h != expected_hex) {
         if let Some(body) = answer.as_ref().and_then(Response::body) {
             let _ = body.cancel();
