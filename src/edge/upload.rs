@@ -287,9 +287,31 @@ async fn put_narinfo(
     done(200, "stored\n")
 }
 
-/// Streams the request body to `key` at the origin, signed with `payload_hash`, through a
-/// `FixedLengthStream` of the declared length (so the origin gets a `Content-Length`); the
-/// runtime pipes it, nothing is buffered.
+/// A signed PUT of `key` whose body is the readable side of the `FixedLengthStream` returned
+/// (so the origin gets a `Content-Length` of `length`): what is written to its writable side
+/// is sent. The promise is the origin's answer.
+fn put_stream(
+    isolate: &Isolate,
+    key: &str,
+    length: u64,
+    extra: &[(String, String)],
+    payload_hash: &str,
+) -> Result<(FixedLengthStream, Promise), EdgeError> {
+    let stream = FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
+    let sent = origin::signed(
+        isolate,
+        "PUT",
+        key,
+        "",
+        extra,
+        payload_hash,
+        Some(&stream.readable()),
+    )?;
+    Ok((stream, sent))
+}
+
+/// Streams the request body to `key` at the origin, signed with `payload_hash` ([`put_stream`]);
+/// the runtime pipes it, nothing is buffered.
 async fn stream_put(
     req: &Request,
     isolate: &Isolate,
@@ -298,7 +320,7 @@ async fn stream_put(
     extra: Vec<(String, String)>,
     payload_hash: &str,
 ) -> Result<(), EdgeError> {
-    let stream = FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
+    let (stream, sent) = put_stream(isolate, key, length, &extra, payload_hash)?;
     let piped = match req.body() {
         Some(body) => body.pipe_to(&stream.writable()),
         None => stream
@@ -310,15 +332,6 @@ async fn stream_put(
     // The pipe's own outcome is the origin's to tell: a body that ends early or an origin
     // that goes away both fail the PUT. Its rejection is handled here so none goes unseen.
     let _ = js::settled(&piped, |_| JsValue::UNDEFINED);
-    let sent = origin::signed(
-        isolate,
-        "PUT",
-        key,
-        "",
-        &extra,
-        payload_hash,
-        Some(&stream.readable()),
-    )?;
     let answer = JsFuture::from(sent)
         .await
         .map_err(|_| EdgeError::Origin(FailReason::Unreachable))?;
@@ -337,17 +350,8 @@ async fn put_nar(
     expected_hex: &str,
     content_type: &str,
 ) -> Result<Response, EdgeError> {
-    let extra = vec![("content-type".to_string(), content_type.to_string())];
-    let stream = FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
-    let sent = origin::signed(
-        isolate,
-        "PUT",
-        key,
-        "",
-        &extra,
-        expected_hex,
-        Some(&stream.readable()),
-    )?;
+    let extra = [("content-type".to_string(), content_type.to_string())];
+    let (stream, sent) = put_stream(isolate, key, length, &extra, expected_hex)?;
     let hashed = digest::pass_sha256(req.body(), stream.writable());
     let answer: Option<Response> = JsFuture::from(sent).await.ok().map(JsCast::unchecked_into);
     let stored = answer
