@@ -44,6 +44,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { failingCacheEntry } from "../scripts/failing-cache.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -322,16 +323,9 @@ function workerSources(name, jsBundle) {
     // The Rust Worker with a Cache API whose every call fails (as scripts/run-worker.mjs
     // --failing-cache): nothing is stored, every read goes to the origin.
     const rust = workerSources("rust", jsBundle);
-    const code = `import worker from "./${path.basename(rust.scriptPath)}";
-const refuse = (call) => { throw new Error(\`injected edge cache failure: \${call}\`); };
-const failing = { match: async () => refuse("match"), put: () => refuse("put"), delete: () => refuse("delete") };
-Object.defineProperty(globalThis, "caches", { value: { default: failing, open: async () => failing }, configurable: true });
-export default worker;
-`;
     return {
       ...rust,
-      script: code,
-      scriptPath: path.join(settings.rustDir, "failing-cache-entry.mjs"),
+      ...failingCacheEntry(rust.scriptPath),
       modulesRules: [{ type: "ESModule", include: ["**/*.js", "**/*.mjs"] }, ...rust.modulesRules],
     };
   }

@@ -28,6 +28,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Log, LogLevel, Miniflare } from "miniflare";
+import { failingCacheEntry } from "./failing-cache.mjs";
 
 const BINDINGS = [
   "SPACES_ENDPOINT",
@@ -125,26 +126,6 @@ function compatibility() {
   const flagsLine = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml)?.[1] ?? "";
   const flags = [...flagsLine.matchAll(/"([^"]+)"/g)].map((m) => m[1]);
   return { compatibilityDate: date, compatibilityFlags: flags };
-}
-
-// An entry module that wraps the Worker's and gives it a `caches.default` whose every call
-// fails: lookups reject, stores and deletes throw.
-function failingCacheEntry(script) {
-  const entry = path.join(path.dirname(script), "failing-cache-entry.mjs");
-  const code = `import worker from "./${path.basename(script)}";
-const refuse = (call) => { throw new Error(\`injected edge cache failure: \${call}\`); };
-const failing = {
-  match: async () => refuse("match"),
-  put: () => refuse("put"),
-  delete: () => refuse("delete"),
-};
-Object.defineProperty(globalThis, "caches", {
-  value: { default: failing, open: async () => failing },
-  configurable: true,
-});
-export default worker;
-`;
-  return { script: code, scriptPath: entry };
 }
 
 const opts = parseArgs(process.argv.slice(2));
