@@ -88,12 +88,6 @@ pub(crate) enum Source {
     Warm,
 }
 
-/// Where a segment's bytes came from.
-enum Came {
-    Edge,
-    Origin,
-}
-
 /// One object being streamed, and what fetching and storing its segments needs.
 pub(crate) struct Stream {
     pub isolate: Rc<Isolate>,
@@ -149,12 +143,10 @@ impl Stream {
                 let _ = JsFuture::from(before).await;
             }
             let body = match first.take() {
-                Some(found) => self
-                    .origin_segment(piece.index, found, false)
-                    .map(|(body, store)| (body, Came::Origin, store)),
+                Some(found) => self.origin_segment(piece.index, found, false),
                 None => self.segment(piece.index, warm, ahead.take()).await,
             };
-            let (body, from, store) = match body {
+            let (body, store) = match body {
                 Ok(body) => body,
                 Err(reason) => return self.fail(&writable, &reason).await,
             };
@@ -166,7 +158,7 @@ impl Stream {
             }
             storing = store;
             if let Err(reason) = deliver(body, piece, &writable).await {
-                self.drop_segment(piece.index, from, &reason);
+                self.drop_segment(piece.index, &reason);
                 return self.fail(&writable, &reason).await;
             }
         }
@@ -179,34 +171,28 @@ impl Stream {
         }
     }
 
-    /// A segment that failed on its way to the client is not kept.
-    fn drop_segment(&self, index: u64, from: Came, reason: &str) {
-        let Some(cache) = self.cache.clone() else {
-            return;
-        };
-        let key = self.segment_key(index);
-        let why = format!("it failed on its way: {reason}");
-        match from {
-            Came::Edge => cache.forget(&self.ctx, &key, &why),
-            // Gathered whole before it is stored: a segment that failed is never stored.
-            // Its store fails (its copy is not the segment's length); drop whatever the Cache
-            // API may have kept of it.
-            Came::Origin => cache.forget(&self.ctx, &key, &why),
+    /// A segment that failed on its way to the client is not kept: one read from the edge is
+    /// dropped, and of one from the origin (whose store failed with it) whatever the Cache API
+    /// may have kept.
+    fn drop_segment(&self, index: u64, reason: &str) {
+        if let Some(cache) = &self.cache {
+            let why = format!("it failed on its way: {reason}");
+            cache.forget(&self.ctx, &self.segment_key(index), &why);
         }
     }
 
-    /// The body of segment `index`, where it came from and the promise of its store: from the
-    /// edge when `warm` and stored there, else from the origin (`ahead`, when it was already
+    /// The body of segment `index` and the promise of its store: from the edge when `warm` and
+    /// stored there (nothing to store), else from the origin (`ahead`, when it was already
     /// asked for).
     async fn segment(
         &self,
         index: u64,
         warm: bool,
         ahead: Option<Promise>,
-    ) -> Result<(ReadableStream, Came, Option<Promise>), String> {
+    ) -> Result<(ReadableStream, Option<Promise>), String> {
         if warm {
             if let Some(body) = self.stored_segment(index).await {
-                return Ok((body, Came::Edge, None));
+                return Ok((body, None));
             }
         }
         let asked = match ahead {
@@ -217,7 +203,6 @@ impl Stream {
             .await
             .map_err(|_| format!("segment {index}: origin unreachable"))?;
         self.origin_segment(index, found.unchecked_into(), true)
-            .map(|(body, store)| (body, Came::Origin, store))
     }
 
     /// The signed ranged GET of segment `index`, only if the object still has this version.
