@@ -26,8 +26,9 @@
 // BENCH_NAR_MIB ("64,256"), BENCH_WORKERS ("rust,js"), BENCH_PATHS (the req/s paths by id;
 // all when unset), BENCH_JSON (write results there),
 // BENCH_SECTIONS ("rps,nar,segments": which parts run), BENCH_BIG_MIB (1024: the segmented
-// NAR), BENCH_SEGMENT_MIB (32: SEGMENT_BYTES for it), BENCH_SLOW_MIB (256: the NAR a client
-// reads at 2 MB/s, cold),
+// NAR), BENCH_SEGMENT_MIB (32: SEGMENT_BYTES for it), BENCH_SEGMENT_ROUNDS (5: cold reads of
+// it), BENCH_SLOW_MIB (256: the NAR a client reads at 2 MB/s, cold), BENCH_PIN (1: workerd on
+// the last CPU, this driver with its proxy, curl, wrk and s3s-fs on the others; 0: unpinned),
 // BENCH_NODE_MODULES (where miniflare, esbuild and aws4fetch are; default ./node_modules),
 // S3S_FS (the s3s-fs binary), WRK (the wrk binary), BENCH_KEEP (keep the scratch folders).
 //
@@ -63,8 +64,9 @@ const settings = {
   // Which request-per-second paths to run, by id (nix-cache-info, narinfo-cached,
   // narinfo-uncached); all of them when empty.
   paths: (process.env.BENCH_PATHS ?? "").split(",").filter(Boolean),
-  // Pin every workerd to the last CPU and wrk, curl and s3s-fs to the others, so the Worker
-  // measured does not share its CPU with the load generator (needs taskset and 2+ CPUs).
+  // Pin every workerd to the last CPU and this driver (with its byte-counting proxy), wrk, curl
+  // and s3s-fs to the others, so the Worker measured does not share its CPU with the load
+  // generator or the origin (needs taskset and 2+ CPUs).
   pin: (process.env.BENCH_PIN ?? "1") !== "0" && os.cpus().length >= 2 && fs.existsSync("/usr/bin/taskset"),
   rustDir: process.env.BENCH_RUST_DIR ?? "",
   // The smallest workers-rs Worker, built from bench/floor (worker-build's output folder).
@@ -77,6 +79,8 @@ const settings = {
   bigMiB: intEnv("BENCH_BIG_MIB", 1024),
   segmentMiB: intEnv("BENCH_SEGMENT_MIB", 32),
   slowMiB: intEnv("BENCH_SLOW_MIB", 256),
+  // Cold reads of the big NAR (each on an edge of its own, taking turns with a direct read).
+  segmentRounds: intEnv("BENCH_SEGMENT_ROUNDS", 5),
 };
 
 /** With BENCH_PIN: the CPU every workerd runs on, and the CPUs of everything else. */
@@ -91,6 +95,11 @@ const NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz";
 const COLD_FETCHES = 3;
 /** The smallest Worker in each language (bench/floor), measured on /nix-cache-info only. */
 const FLOORS = ["rust-floor", "js-floor"];
+
+/** A load-side command and its arguments, on the load's CPUs with BENCH_PIN. */
+function pinnedLoad(cmd, args) {
+  return settings.pin ? ["/usr/bin/taskset", ["-c", LOAD_CPUS, cmd, ...args]] : [cmd, args];
+}
 
 function intEnv(name, fallback, min = 1) {
   const raw = process.env[name];
@@ -232,11 +241,11 @@ function seedBucket(dir) {
   fs.mkdirSync(path.join(bucket, "nar"), { recursive: true });
   const narinfoHash = nixHash(32);
   const nars = settings.narMiB.map((mib) => {
-    // The same bytes under COLD_FETCHES keys (hard links), so each cold fetch is a real miss.
-    const keys = Array.from({ length: COLD_FETCHES }, () => `nar/${nixHash(52)}.nar`);
-    writeRandomFile(path.join(bucket, keys[0]), mib);
-    for (const key of keys.slice(1)) fs.linkSync(path.join(bucket, keys[0]), path.join(bucket, key));
-    return { mib, key: keys[0], keys, bytes: mib * 1024 * 1024 };
+    // The same bytes under COLD_FETCHES keys, so each cold fetch is a real miss; with their
+    // ETags, as objects uploaded through S3 have them (a NAR over SEGMENT_BYTES is read in
+    // ranged GETs, and s3s-fs hashes the whole file for each one that lacks it).
+    const nar = seedBig(dir, mib, COLD_FETCHES);
+    return { ...nar, key: nar.keys[0] };
   });
   const narinfo = [
     `StorePath: /nix/store/${narinfoHash}-bench-0.1`,
@@ -468,13 +477,14 @@ async function checkWorker(worker, origin) {
 
   const first = await probe(`${worker.url}${origin.narinfo}`);
   expect(first.status === 200 && first.body.startsWith("StorePath:"), `${worker.name}: seeded narinfo is 200 (${first.status} ${first.body.slice(0, 80)})`);
-  expect(await waitForHit(`${worker.url}${origin.narinfo}`, 10), `${worker.name}: seeded narinfo becomes an edge hit`);
-  const cached = await probe(`${worker.url}${origin.narinfo}`);
-  expect(cached.status === 200 && cached.xcache === "HIT" && cached.body === first.body, `${worker.name}: cached narinfo is a 200 HIT`);
-
   const random = `${worker.url}/${nixHash(32)}.narinfo`;
   const miss = await probe(random);
   expect(miss.status === 404 && miss.xcache === "MISS", `${worker.name}: a random narinfo is a 404 MISS (${miss.status} ${miss.xcache} ${miss.body.trim()})`);
+  // rust-nostore's Cache API fails on purpose: nothing becomes a hit.
+  if (worker.name === "rust-nostore") return;
+  expect(await waitForHit(`${worker.url}${origin.narinfo}`, 10), `${worker.name}: seeded narinfo becomes an edge hit`);
+  const cached = await probe(`${worker.url}${origin.narinfo}`);
+  expect(cached.status === 200 && cached.xcache === "HIT" && cached.body === first.body, `${worker.name}: cached narinfo is a 200 HIT`);
   expect(await waitForHit(random, 10), `${worker.name}: the miss is remembered (negative entry)`);
 }
 
@@ -491,9 +501,7 @@ async function wrk(url, script, seconds, { threads = settings.threads, connectio
     path.join(here, "wrk", script),
     url,
   ];
-  const out = settings.pin
-    ? await run("/usr/bin/taskset", ["-c", LOAD_CPUS, settings.wrk, ...args], { seconds: seconds + 30 })
-    : await run(settings.wrk, args, { seconds: seconds + 30 });
+  const out = await run(...pinnedLoad(settings.wrk, args), { seconds: seconds + 30 });
   const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
   if (!line) throw new Error(`wrk printed no summary:\n${out}`);
   return JSON.parse(line.slice("WRK_JSON ".length));
@@ -636,7 +644,7 @@ async function curlSpeed(url, { signed, creds, expectXCache } = {}) {
     args.push("-K", "-", "--aws-sigv4", `aws:amz:${REGION}:s3`, "-H", `x-amz-content-sha256: ${EMPTY_SHA256}`);
   }
   args.push(url);
-  const out = await run("curl", args, { input, seconds: 600 });
+  const out = await run(...pinnedLoad("curl", args), { input, seconds: 600 });
   const m = /\nCURL (\d+) (\d+) ([\d.]+) ([\d.]+)/.exec(out);
   if (!m) throw new Error(`curl printed no summary for ${url}`);
   const xcache = /^x-cache:\s*(\S+)/im.exec(out)?.[1] ?? null;
@@ -667,7 +675,8 @@ async function narStreaming(origin, creds, jsBundle) {
           cold.push(c.mbps);
           // The edge stores the copy in the background; let it finish before the next run (for
           // the Rust Worker, every segment of a NAR over its default SEGMENT_BYTES, 32 MiB).
-          if (!(await waitForHit(url, 120))) log(`${name}: the ${nar.mib} MiB NAR was not stored in the edge cache within 120 s`);
+          // (rust-nostore stores nothing: there is nothing to wait for.)
+          if (name !== "rust-nostore" && !(await waitForHit(url, 120))) log(`${name}: the ${nar.mib} MiB NAR was not stored in the edge cache within 120 s`);
           const segments = Math.ceil(nar.bytes / (32 * 1024 * 1024));
           if (name === "rust" && segments > 1 && !(await waitForSegments(worker, key, segments, 120))) {
             log(`rust: the ${segments} segments of the ${nar.mib} MiB NAR were not all stored within 120 s`);
@@ -774,7 +783,7 @@ async function curlSampled(url, worker, { rate, range } = {}) {
     peakKiB = Math.max(peakKiB, worker.rssKiB());
   }, 100);
   try {
-    const out = await run("curl", args, { seconds: 900 });
+    const out = await run(...pinnedLoad("curl", args), { seconds: 900 });
     const m = /CURL (\d+) (\d+) ([\d.]+) ([\d.]+)/.exec(out);
     if (!m) throw new Error(`curl printed no summary for ${url}`);
     return { status: Number(m[1]), bytes: Number(m[2]), seconds: Number(m[3]), ttfb_ms: Number(m[4]) * 1000, mbps: Number(m[2]) / Number(m[3]) / 1e6, peak_rss_mib: peakKiB / 1024 };
@@ -786,7 +795,8 @@ async function curlSampled(url, worker, { rate, range } = {}) {
 async function segmentedFigures(creds) {
   const dir = path.join(scratch, "s3-big");
   fs.mkdirSync(path.join(dir, BUCKET, "nar"), { recursive: true });
-  const big = seedBig(dir, settings.bigMiB, COLD_FETCHES + 2);
+  const rounds = settings.segmentRounds;
+  const big = seedBig(dir, settings.bigMiB, rounds + 2);
   const slow = seedBig(dir, settings.slowMiB, 2);
   const port = await freePort();
   const child = start(settings.s3sFs, ["--host", "127.0.0.1", "--port", String(port), `--access-key=${creds.accessKeyId}`, `--secret-key=${creds.secretAccessKey}`, dir], path.join(scratch, "s3s-fs-big.log"), { ...process.env, RUST_LOG: "warn" });
@@ -800,14 +810,22 @@ async function segmentedFigures(creds) {
     const segments = Math.ceil(big.bytes / segmentBytes);
     const result = { nar_mib: big.mib, segment_mib: settings.segmentMiB, segments };
 
-    // 1. A 1 GiB NAR, cold (each key once, taking turns with a direct fetch) and warm.
-    const worker = await startWorker("rust", null, origin, creds, { SEGMENT_BYTES: String(segmentBytes) });
+    // 1. A 1 GiB NAR, cold (each key once, taking turns with a direct fetch) and warm. Each
+    // cold read gets an edge of its own (a new Worker with an empty cache folder; the last
+    // one's is removed first), so the local cache never holds more than one big NAR: this VM
+    // writes to memory it has not touched before at a seventh of the speed (see "fresh memory"
+    // in BENCHMARKS.md), and a cache folder growing by 1 GiB a read would measure that.
+    const edge = () => startWorker("rust", null, origin, creds, { SEGMENT_BYTES: String(segmentBytes) });
+    let worker = null;
     try {
-      result.idle_rss_mib = worker.rssKiB() / 1024;
       const direct = [];
       const cold = [];
-      let firstPeak = null;
-      for (const key of big.keys.slice(0, COLD_FETCHES)) {
+      const idle = [];
+      const coldPeaks = [];
+      for (const key of big.keys.slice(0, rounds)) {
+        if (worker) await worker.stop();
+        worker = await edge();
+        idle.push(worker.rssKiB() / 1024);
         // Through the same counting proxy as the Worker's fetches: both paths pay for it.
         const d = await curlSpeed(`${origin.endpoint}/${BUCKET}/${key}`, { signed: true, creds });
         expect(d.status === 200 && d.bytes === big.bytes, `direct fetch of the ${big.mib} MiB NAR is whole (${d.status}, ${d.bytes})`);
@@ -816,12 +834,13 @@ async function segmentedFigures(creds) {
         expect(c.status === 200 && c.bytes === big.bytes, `cold ${big.mib} MiB NAR is whole (${c.status}, ${c.bytes})`);
         cold.push(c.mbps);
         expect(await waitForSegments(worker, key, segments, 300), `all ${segments} segments of ${key} stored`);
-        firstPeak ??= worker.hwmKiB() / 1024;
+        coldPeaks.push(worker.hwmKiB() / 1024);
       }
+      const warmKey = big.keys[rounds - 1];
       const before = proxy.counter.bytes;
       const warm = [];
       for (let i = 0; i < COLD_FETCHES; i++) {
-        const r = await curlSpeed(`${worker.url}/${big.keys[0]}`, { expectXCache: "HIT" });
+        const r = await curlSpeed(`${worker.url}/${warmKey}`, { expectXCache: "HIT" });
         expect(r.status === 200 && r.bytes === big.bytes, `warm ${big.mib} MiB NAR is whole`);
         warm.push(r.mbps);
       }
@@ -833,7 +852,8 @@ async function segmentedFigures(creds) {
         direct_runs_mbps: direct,
         cold_runs_mbps: cold,
         warm_runs_mbps: warm,
-        first_cold_peak_rss_mib: firstPeak,
+        idle_rss_mib: Math.max(...idle),
+        cold_peak_rss_mib: Math.max(...coldPeaks),
         peak_rss_mib: worker.hwmKiB() / 1024,
       });
 
@@ -842,8 +862,8 @@ async function segmentedFigures(creds) {
       // the boundary there (1 GiB is a whole number of segments) and needs the two around it.
       const middle = Math.floor(segments / 2);
       const ranges = [
-        ["inside", big.keys[COLD_FETCHES], middle * segmentBytes + segmentBytes / 2 - 512 * 1024, 1],
-        ["across", big.keys[COLD_FETCHES + 1], Math.floor(big.bytes / 2) - 512 * 1024, 2],
+        ["inside", big.keys[rounds], middle * segmentBytes + segmentBytes / 2 - 512 * 1024, 1],
+        ["across", big.keys[rounds + 1], Math.floor(big.bytes / 2) - 512 * 1024, 2],
       ];
       for (const [label, key, first, count] of ranges) {
         const sent = proxy.counter.bytes;
@@ -854,7 +874,7 @@ async function segmentedFigures(creds) {
         result[`range_${label}`] = { first, segments: count, origin_bytes: proxy.counter.bytes - sent, ttfb_ms: r.ttfb_ms, total_ms: r.seconds * 1000 };
       }
     } finally {
-      await worker.stop();
+      await worker?.stop();
     }
 
     // 2b. The same cold reads with nothing stored (the Cache API failing): what the segmented
@@ -864,7 +884,7 @@ async function segmentedFigures(creds) {
       const direct = [];
       const cold = [];
       let firstPeak = null;
-      for (let i = 0; i < COLD_FETCHES; i++) {
+      for (let i = 0; i < rounds; i++) {
         const d = await curlSpeed(`${origin.endpoint}/${BUCKET}/${big.keys[0]}`, { signed: true, creds });
         expect(d.status === 200 && d.bytes === big.bytes, "direct fetch of the big NAR is whole");
         direct.push(d.mbps);
@@ -978,12 +998,18 @@ function printReport(results) {
     out("| figure | result |");
     out("|---|---:|");
     out(`| ${seg.nar_mib} MiB NAR straight from s3s-fs (through the counting proxy too), MB/s (runs) | ${fmt(seg.direct_mbps)} (${seg.direct_runs_mbps.map((x) => fmt(x)).join(", ")}) |`);
-    out(`| through the Worker, cold (${seg.segments} ranged GETs), MB/s (runs) | ${fmt(seg.cold_mbps)} (${seg.cold_runs_mbps.map((x) => fmt(x)).join(", ")}): ${fmt(seg.cold_mbps / seg.direct_mbps, 2)} of direct |`);
+    // Direct and cold reads take turns, so each pair saw the same machine: the median and range
+    // of their ratios, as well as the ratio of the medians.
+    const paired = (cold, direct) => {
+      const ratios = cold.map((c, i) => c / direct[i]);
+      return `${fmt(median(ratios), 2)} (${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)})`;
+    };
+    out(`| through the Worker, cold (${seg.segments} ranged GETs), MB/s (runs) | ${fmt(seg.cold_mbps)} (${seg.cold_runs_mbps.map((x) => fmt(x)).join(", ")}): ${fmt(seg.cold_mbps / seg.direct_mbps, 2)} of direct; by pair ${paired(seg.cold_runs_mbps, seg.direct_runs_mbps)} |`);
     out(`| through the Worker, warm (from the edge's segments), MB/s (runs) | ${fmt(seg.warm_mbps)} (${seg.warm_runs_mbps.map((x) => fmt(x)).join(", ")}): ${fmt(seg.warm_mbps / seg.direct_mbps, 2)} of direct |`);
-    out(`| workerd memory: idle / peak after the first cold read / peak after all ${2 * seg.direct_runs_mbps.length} reads, MiB | ${fmt(seg.idle_rss_mib)} / ${fmt(seg.first_cold_peak_rss_mib)} / ${fmt(seg.peak_rss_mib)} |`);
+    out(`| workerd memory: idle / peak after a cold read (the highest of ${seg.cold_runs_mbps.length} edges) / peak of the last edge after its cold and ${seg.warm_runs_mbps.length} warm reads, MiB | ${fmt(seg.idle_rss_mib)} / ${fmt(seg.cold_peak_rss_mib)} / ${fmt(seg.peak_rss_mib)} |`);
     if (seg.no_store) {
       const n = seg.no_store;
-      out(`| cold again with the Cache API failing (nothing stored), MB/s (runs) | ${fmt(n.cold_mbps)} (${n.cold_runs_mbps.map((x) => fmt(x)).join(", ")}): ${fmt(n.cold_mbps / n.direct_mbps, 2)} of direct (${n.direct_runs_mbps.map((x) => fmt(x)).join(", ")}); workerd peak after the first read ${fmt(n.first_cold_peak_rss_mib)} MiB |`);
+      out(`| cold again with the Cache API failing (nothing stored), MB/s (runs) | ${fmt(n.cold_mbps)} (${n.cold_runs_mbps.map((x) => fmt(x)).join(", ")}): ${fmt(n.cold_mbps / n.direct_mbps, 2)} of direct (${n.direct_runs_mbps.map((x) => fmt(x)).join(", ")}); by pair ${paired(n.cold_runs_mbps, n.direct_runs_mbps)}; workerd peak after the first read ${fmt(n.first_cold_peak_rss_mib)} MiB |`);
     }
     for (const [label, r] of [["centred in the middle segment", seg.range_inside], ["centred on the middle byte (across a boundary)", seg.range_across]]) {
       if (r) out(`| 1 MiB Range ${label} of a cold ${seg.nar_mib} MiB NAR: bytes from the origin; TTFB / whole, ms | ${r.origin_bytes} (${fmt(r.origin_bytes / (seg.segment_mib * 1024 * 1024), 3)} segments; needs ${r.segments}); ${fmt(r.ttfb_ms)} / ${fmt(r.total_ms)} |`);
@@ -1003,6 +1029,8 @@ function printReport(results) {
 }
 
 async function main() {
+  // The driver runs the byte-counting proxy both paths of the segments figures go through.
+  if (settings.pin) await run("/usr/bin/taskset", ["-a", "-p", "-c", LOAD_CPUS, String(process.pid)], { seconds: 10 });
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), "nix-cache-bench-"));
   fs.chmodSync(scratch, 0o700);
   const shm = "/dev/shm";
