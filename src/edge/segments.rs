@@ -8,9 +8,10 @@
 //!
 //! Memory: one segment is read from the origin at a time. The next is asked for when the
 //! current one starts streaming (asked, not read: its bytes wait in the connection), and read
-//! only once the client has taken the current one and the store of the one before has
-//! settled. Each segment from the origin is teed, one branch to the client and one to the edge
-//! cache, and the faster may run ahead of the slower by at most that segment: a request holds
+//! only once the client and the store have both taken every byte of the current one (the
+//! store may still be finishing, but holds none of them for us). Each segment from the origin
+//! is teed, one branch to the client and one to the edge cache, and the faster may run ahead
+//! of the slower by at most that segment: a request holds
 //! about one segment whatever the speed of its client or of the store, and the origin is read
 //! no faster than the slower of the two plus that segment. (Passing the bytes through Wasm in
 //! steps instead, to both at once, held more: 25 MiB against 11 above idle for a client at
@@ -60,23 +61,21 @@ extern "C" {
     #[wasm_bindgen(method, getter)]
     fn writable(this: &FixedLengthStream) -> WritableStream;
 
-    /// A `ReadableStream`, for `pipeThrough` bound so that a throw is an `Err`.
-    #[wasm_bindgen(js_name = ReadableStream)]
-    type Pipeable;
-
-    #[wasm_bindgen(catch, method, js_name = pipeThrough)]
-    fn through(this: &Pipeable, fixed: &FixedLengthStream) -> Result<ReadableStream, JsValue>;
 }
 
 /// `body` checked to be exactly `length` bytes: it errors if the body ends before (or runs
 /// past) that, so a segment cut short is never stored. (workerd cannot pipe one such stream
 /// into another, so the client's copy is checked by its own `FixedLengthStream` instead: a
 /// segment that ends early leaves the answer short of its length, and it fails.)
-fn exactly(body: &ReadableStream, length: u64) -> Result<ReadableStream, EdgeError> {
+///
+/// With it, the promise that settles (either way) once all of `body` has been taken by the
+/// checked stream's reader: the stream holds no bytes of its own, so from then on nothing of
+/// `body` waits in memory for the store, though the store itself may not have settled.
+fn exactly(body: &ReadableStream, length: u64) -> Result<(ReadableStream, Promise), EdgeError> {
     let fixed = FixedLengthStream::new(length as f64).map_err(js::failed("FixedLengthStream"))?;
-    body.unchecked_ref::<Pipeable>()
-        .through(&fixed)
-        .map_err(js::failed("pipeThrough"))
+    let piped = body.pipe_to(&fixed.writable());
+    let taken = js::settled(&piped, |_| JsValue::UNDEFINED);
+    Ok((fixed.readable(), taken))
 }
 
 /// Where the first piece's bytes come from.
@@ -133,9 +132,9 @@ impl Stream {
             Source::Warm => (None, true),
         };
         let mut ahead: Option<Promise> = None;
-        // The store of the segment before: the next segment is read only once it has settled,
-        // so a store slower than the client holds back the origin instead of piling segments
-        // up in memory.
+        // The store of the segment before: the next segment is read only once the store has
+        // taken all of it, so a store slower than the client holds back the origin instead of
+        // piling segments up in memory.
         let mut storing: Option<Promise> = None;
         for (n, piece) in pieces.iter().enumerate() {
             if let Some(before) = storing.take() {
@@ -181,9 +180,9 @@ impl Stream {
         }
     }
 
-    /// The body of segment `index` and the promise of its store: from the edge when `warm` and
-    /// stored there (nothing to store), else from the origin (`ahead`, when it was already
-    /// asked for).
+    /// The body of segment `index` and the promise that its store has taken it: from the edge
+    /// when `warm` and stored there (nothing to store), else from the origin (`ahead`, when it
+    /// was already asked for).
     async fn segment(
         &self,
         index: u64,
@@ -265,8 +264,9 @@ impl Stream {
     }
 
     /// The origin's answer for segment `index`, checked against the version when `check`,
-    /// teed: one branch is stored, the other returned for the client, with the promise of the
-    /// store (settled either way; none when nothing is stored).
+    /// teed: one branch is stored, the other returned for the client, with a promise that
+    /// settles (either way) once the store has taken the stored branch's every byte (none when
+    /// nothing is stored).
     fn origin_segment(
         &self,
         index: u64,
@@ -321,12 +321,17 @@ impl Stream {
             }
         };
         // The edge's copy must be exactly the segment's length, or its store fails.
-        let entry = exactly(&stored, length).and_then(|body| {
+        let entry = exactly(&stored, length).and_then(|(body, taken)| {
             let init = self.entry_init(index)?;
-            js::response(Some(&body), &init)
+            Ok((js::response(Some(&body), &init)?, taken))
         });
         match entry {
-            Ok(entry) => Ok((client, cache.store(&self.ctx, key, &entry, done))),
+            // The store holds the next segment back until it has taken this one's bytes, not
+            // until it settles: what it does after the last byte holds no memory of ours.
+            Ok((entry, taken)) => Ok((
+                client,
+                cache.store(&self.ctx, key, &entry, done).map(|_| taken),
+            )),
             Err(err) => {
                 console_warn!("edge cache: not storing {key}: {}", err.message());
                 let _ = stored.cancel();
