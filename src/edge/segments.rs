@@ -11,11 +11,11 @@
 //! only once the client and the store have both taken every byte of the current one (the
 //! store may still be finishing, but holds none of them for us). Each segment from the origin
 //! is teed, one branch to the client and one to the edge cache, and the faster may run ahead
-//! of the slower by at most that segment: a request holds
-//! about one segment whatever the speed of its client or of the store, and the origin is read
-//! no faster than the slower of the two plus that segment. (Passing the bytes through Wasm in
-//! steps instead, to both at once, held more: 25 MiB against 11 above idle for a client at
-//! 2 MB/s on 4 MiB segments, the runtime collecting the steps' buffers late.)
+//! of the slower by at most that segment: a request holds about one segment whatever the
+//! speed of its client or of the store, and the origin is read no faster than the slower of
+//! the two plus that segment. (Passing the bytes through Wasm in steps instead, to both at
+//! once, held more: 25 MiB against 11 above idle for a client at 2 MB/s on 4 MiB segments,
+//! the runtime collecting the steps' buffers late.)
 //!
 //! Failure: a segment that fails or does not match is never stored (a store whose body errors
 //! is dropped by the Cache API), the client's body is aborted, so the client sees a transfer
@@ -60,7 +60,6 @@ extern "C" {
 
     #[wasm_bindgen(method, getter)]
     fn writable(this: &FixedLengthStream) -> WritableStream;
-
 }
 
 /// `body` checked to be exactly `length` bytes: it errors if the body ends before (or runs
@@ -322,8 +321,14 @@ impl Stream {
         };
         // The edge's copy must be exactly the segment's length, or its store fails.
         let entry = exactly(&stored, length).and_then(|(body, taken)| {
-            let init = self.entry_init(index)?;
-            Ok((js::response(Some(&body), &init)?, taken))
+            let entry = self
+                .entry_init(index)
+                .and_then(|init| js::response(Some(&body), &init));
+            if entry.is_err() {
+                // Nobody will read the checked copy: let it, and the branch behind it, go.
+                let _ = body.cancel();
+            }
+            Ok((entry?, taken))
         });
         match entry {
             // The store holds the next segment back until it has taken this one's bytes, not
@@ -334,7 +339,10 @@ impl Stream {
             )),
             Err(err) => {
                 console_warn!("edge cache: not storing {key}: {}", err.message());
-                let _ = stored.cancel();
+                // Still ours unless the checked copy took it (and was cancelled above).
+                if !stored.locked() {
+                    let _ = stored.cancel();
+                }
                 Ok((client, None))
             }
         }
