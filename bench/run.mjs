@@ -823,7 +823,10 @@ async function segmentedFigures(creds) {
       const idle = [];
       const coldPeaks = [];
       for (const key of big.keys.slice(0, rounds)) {
-        if (worker) await worker.stop();
+        if (worker) {
+          await worker.stop();
+          worker = null;
+        }
         worker = await edge();
         idle.push(worker.rssKiB() / 1024);
         // Through the same counting proxy as the Worker's fetches: both paths pay for it.
