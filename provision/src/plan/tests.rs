@@ -186,15 +186,16 @@ fn simulate_apply(d: &Desired, observed: &Observed, changes: &[Change]) -> Obser
     o
 }
 
-fn actions(changes: &[Change]) -> Vec<(String, Action)> {
-    changes
-        .iter()
-        .map(|c| (c.resource.to_string(), c.action))
-        .collect()
-}
-
 fn only_changes(changes: &[Change]) -> Vec<&Change> {
     changes.iter().filter(|c| c.is_change()).collect()
+}
+
+/// Each change (no no-ops) as its resource and action.
+fn changed_actions(changes: &[Change]) -> Vec<(String, Action)> {
+    only_changes(changes)
+        .into_iter()
+        .map(|c| (c.resource.to_string(), c.action))
+        .collect()
 }
 
 #[test]
@@ -374,11 +375,10 @@ fn each_setting_that_differs_is_one_update() {
         let mut o = converged(&d);
         edit(&mut o);
         let changes = plan(&d, &o);
-        let changed: Vec<_> = only_changes(&changes)
-            .into_iter()
-            .map(|c| (c.resource.to_string(), c.action))
-            .collect();
-        assert_eq!(changed, vec![(resource.to_owned(), action)]);
+        assert_eq!(
+            changed_actions(&changes),
+            vec![(resource.to_owned(), action)]
+        );
     }
 }
 
@@ -403,12 +403,7 @@ fn cdn_and_dns_drift() {
     o.dns[0].content = "elsewhere.example.net".into();
     let changes = plan(&d, &o);
     assert_eq!(
-        actions(
-            &only_changes(&changes)
-                .into_iter()
-                .cloned()
-                .collect::<Vec<_>>()
-        ),
+        changed_actions(&changes),
         vec![("dns record dns-1".to_owned(), Action::Update)]
     );
 
@@ -1017,12 +1012,7 @@ fn a_private_cache_creates_no_cdn_endpoint_and_its_cname_targets_the_origin() {
     o.dns[0].content = d.cdn_endpoint.clone();
     let changes = plan(&d, &o);
     assert_eq!(
-        actions(
-            &only_changes(&changes)
-                .into_iter()
-                .cloned()
-                .collect::<Vec<_>>()
-        ),
+        changed_actions(&changes),
         vec![("dns record dns-1".to_owned(), Action::Update)]
     );
 }
@@ -1073,12 +1063,7 @@ fn a_public_cache_made_private_moves_the_cname_then_deletes_its_cdn_endpoint() {
     );
     // The policy goes too (public_reads defaults to off); nothing else changes.
     assert_eq!(
-        actions(
-            &only_changes(&changes)
-                .into_iter()
-                .cloned()
-                .collect::<Vec<_>>()
-        ),
+        changed_actions(&changes),
         vec![
             ("bucket policy".to_owned(), Action::Delete),
             ("dns record dns-1".to_owned(), Action::Update),
